@@ -1,0 +1,270 @@
+"""A1 addressing and the sheet plan: what goes in which cell, as plain data, before any file is written.
+
+Inside cnncalc every address is a 0-based (row, col) pair, as in XlsxWriter; this module is the one
+place that turns it into "A1" text. A sheet plan is a list of rectangular blocks whose cells are made
+on demand, row by row, so a workbook with millions of cells never has to sit in memory at once.
+"""
+
+from dataclasses import dataclass, field
+from itertools import product
+import re
+
+from cnncalc.errors import CnncalcError
+
+MAX_ROWS = 1_048_576
+MAX_COLS = 16_384
+
+
+def col_letters(col):
+    """0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
+    if not 0 <= col < MAX_COLS:
+        raise CnncalcError(f"Column out of range. Expected 0 to {MAX_COLS - 1}. Received col={col}")
+    letters = ""
+    col += 1
+    while col:
+        col, rem = divmod(col - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def a1(row, col, absolute=False):
+    """(0, 0) -> 'A1'; absolute=True -> '$A$1'."""
+    if not 0 <= row < MAX_ROWS:
+        raise CnncalcError(f"Row out of range. Expected 0 to {MAX_ROWS - 1}. Received row={row}")
+    d = "$" if absolute else ""
+    return f"{d}{col_letters(col)}{d}{row + 1}"
+
+
+def a1_range(r0, c0, r1, c1, absolute=False):
+    """Inclusive rectangle -> 'A1:B2', or 'A1' when it is one cell."""
+    if (r0, c0) == (r1, c1):
+        return a1(r0, c0, absolute)
+    return f"{a1(r0, c0, absolute)}:{a1(r1, c1, absolute)}"
+
+
+_A1 = re.compile(r"^\$?([A-Z]{1,3})\$?([0-9]+)$")
+
+
+def parse_a1(text):
+    """'B3' or '$B$3' -> (2, 1)."""
+    m = _A1.match(text.upper())
+    if not m:
+        raise CnncalcError(f"Not a cell address. Expected something like 'B3'. Received {text!r}")
+    col = 0
+    for ch in m.group(1):
+        col = col * 26 + ord(ch) - 64
+    return int(m.group(2)) - 1, col - 1
+
+
+def sheet_prefix(sheet, from_sheet):
+    """'' on the same sheet, else "Weights!" or "'Sample 1'!" (quoted when the name needs it)."""
+    if sheet == from_sheet:
+        return ""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", sheet):
+        return f"{sheet}!"
+    return "'" + sheet.replace("'", "''") + "'!"
+
+
+# ---------------------------------------------------------------- cell records
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: a constant (`formula` None) or a formula with its cached result in `value`."""
+
+    value: object
+    formula: str | None = None
+    style: str = "value"
+
+
+class Block:
+    """A rectangle of cells on one sheet; `cell(r, c)` (local coordinates) makes each one or returns None."""
+
+    def __init__(self, top, left, height, width, cell):
+        self.top, self.left, self.height, self.width, self.cell = top, left, height, width, cell
+
+    @property
+    def bottom(self):
+        return self.top + self.height
+
+    @property
+    def right(self):
+        return self.left + self.width
+
+    def row(self, r):
+        """(col, Cell) pairs of local row r, absolute columns."""
+        for c in range(self.width):
+            cell = self.cell(r, c)
+            if cell is not None:
+                yield self.left + c, cell
+
+
+def cells_block(cells):
+    """A Block from a dict {(row, col): Cell} of absolute addresses (for small, hand-placed content)."""
+    rows = [r for r, _ in cells]
+    cols = [c for _, c in cells]
+    top, left = min(rows), min(cols)
+    return Block(top, left, max(rows) - top + 1, max(cols) - left + 1, lambda r, c: cells.get((top + r, left + c)))
+
+
+@dataclass
+class SheetPlan:
+    """Everything one worksheet holds: blocks of cells plus presentation (widths, merges, colour scales)."""
+
+    name: str
+    blocks: list = field(default_factory=list)
+    col_widths: dict = field(default_factory=dict)  # col -> width
+    merges: list = field(default_factory=list)  # (r0, c0, r1, c1, Cell)
+    color_scales: list = field(default_factory=list)  # (r0, c0, r1, c1)
+    freeze: tuple | None = None
+    hidden: bool = False
+    tab_color: str | None = None
+
+    def add(self, block):
+        if block.bottom > MAX_ROWS or block.right > MAX_COLS:
+            raise CnncalcError(
+                f"Sheet {self.name!r} would exceed Excel's limits. Expected at most {MAX_ROWS:,} rows and "
+                f"{MAX_COLS:,} columns. Received a block reaching row {block.bottom:,}, column {block.right:,}"
+            )
+        self.blocks.append(block)
+        return block
+
+    @property
+    def extent(self):
+        """(rows, cols) used."""
+        return (max((b.bottom for b in self.blocks), default=0), max((b.right for b in self.blocks), default=0))
+
+    def rows(self):
+        """Yield (row, [(col, Cell), ...]) in row order, columns ascending: the order a streaming writer needs."""
+        blocks = sorted(self.blocks, key=lambda b: b.top)
+        active, nxt = [], 0
+        for r in range(self.extent[0]):
+            while nxt < len(blocks) and blocks[nxt].top <= r:
+                active.append(blocks[nxt])
+                nxt += 1
+            active = [b for b in active if b.bottom > r]
+            row = [pair for b in active for pair in b.row(r - b.top)]
+            if row:
+                row.sort(key=lambda pair: pair[0])
+                yield r, row
+
+    def cells(self):
+        """{(row, col): Cell} of the whole sheet; for tests and small sheets."""
+        return {(r, c): cell for r, row in self.rows() for c, cell in row}
+
+
+@dataclass
+class WorkbookPlan:
+    sheets: list = field(default_factory=list)
+
+    def sheet(self, name):
+        for s in self.sheets:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def add_sheet(self, name, **kw):
+        s = SheetPlan(name, **kw)
+        self.sheets.append(s)
+        return s
+
+
+# ---------------------------------------------------------------- where a tensor sits
+
+
+class Placement:
+    """Where each element of a tensor sits on a sheet.
+
+    Layouts (shape -> cells):
+      "grid"   (H, W, C): one H x W grid per channel, side by side, one blank column between them
+      "column" (D,):      D cells going down
+      "row"    (D,):      D cells going right
+      "matrix" (R, K):    R rows x K columns
+      "kernel" (kh, kw, cin, cout): one kh x kw grid per (cin, cout): input channels across, filters down
+    """
+
+    GAP = 1
+
+    def __init__(self, sheet, top, left, shape, layout):
+        self.sheet, self.top, self.left, self.shape, self.layout = sheet, top, left, tuple(shape), layout
+        expected = {"grid": 3, "column": 1, "row": 1, "matrix": 2, "kernel": 4}
+        if layout not in expected:
+            raise ValueError(f"unknown layout {layout!r}")
+        if len(self.shape) != expected[layout]:
+            raise ValueError(f"layout {layout!r} needs a {expected[layout]}-d shape, got {self.shape}")
+
+    @property
+    def extent(self):
+        """(height, width) of the cells the tensor covers."""
+        s, g = self.shape, self.GAP
+        if self.layout == "grid":
+            return s[0], s[2] * (s[1] + g) - g
+        elif self.layout == "column":
+            return s[0], 1
+        elif self.layout == "row":
+            return 1, s[0]
+        elif self.layout == "matrix":
+            return s
+        elif self.layout == "kernel":
+            return s[3] * (s[0] + g) - g, s[2] * (s[1] + g) - g
+        raise AssertionError(self.layout)
+
+    def pos(self, idx):
+        """Absolute (row, col) of element idx (a tuple)."""
+        s, g = self.shape, self.GAP
+        if self.layout == "grid":
+            i, j, c = idx
+            return self.top + i, self.left + c * (s[1] + g) + j
+        elif self.layout == "column":
+            return self.top + idx[0], self.left
+        elif self.layout == "row":
+            return self.top, self.left + idx[0]
+        elif self.layout == "matrix":
+            return self.top + idx[0], self.left + idx[1]
+        elif self.layout == "kernel":
+            a, b, c, f = idx
+            return self.top + f * (s[0] + g) + a, self.left + c * (s[1] + g) + b
+        raise AssertionError(self.layout)
+
+    def indices(self):
+        return product(*(range(n) for n in self.shape))
+
+    def index_at(self, row, col):
+        """The element index at absolute (row, col), or None for a gap or a cell outside."""
+        r, c = row - self.top, col - self.left
+        h, w = self.extent
+        if not (0 <= r < h and 0 <= c < w):
+            return None
+        s, g = self.shape, self.GAP
+        if self.layout == "grid":
+            ch, j = divmod(c, s[1] + g)
+            return None if j >= s[1] else (r, j, ch)
+        elif self.layout == "column":
+            return (r,)
+        elif self.layout == "row":
+            return (c,)
+        elif self.layout == "matrix":
+            return (r, c)
+        elif self.layout == "kernel":
+            f, a = divmod(r, s[0] + g)
+            ci, b = divmod(c, s[1] + g)
+            return None if a >= s[0] or b >= s[1] else (a, b, ci, f)
+        raise AssertionError(self.layout)
+
+    def ref(self, idx, from_sheet, absolute=False):
+        """A1 reference of one element, prefixed with the sheet when it lives elsewhere."""
+        return sheet_prefix(self.sheet, from_sheet) + a1(*self.pos(idx), absolute)
+
+    def span(self, first, last, from_sheet, absolute=False):
+        """A1 range from element `first` to element `last` (they must bound a rectangle of this tensor)."""
+        return sheet_prefix(self.sheet, from_sheet) + a1_range(*self.pos(first), *self.pos(last), absolute)
+
+    def block(self, cell):
+        """A Block covering this tensor whose cells come from cell(idx) (gaps stay empty)."""
+        h, w = self.extent
+
+        def local(r, c):
+            idx = self.index_at(self.top + r, self.left + c)
+            return None if idx is None else cell(idx)
+
+        return Block(self.top, self.left, h, w, local)

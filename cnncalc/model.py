@@ -1,0 +1,140 @@
+"""A Sequential model: a chain of layers with an input shape; predict, a per-layer trace, and Keras's summary."""
+
+from dataclasses import dataclass
+import re
+
+import numpy as np
+
+from cnncalc.errors import CnncalcError
+from cnncalc.layers import layer_from_config
+
+
+@dataclass
+class LayerTrace:
+    """One layer's result for a batch: pre-activation (None when the layer has none) and output."""
+
+    layer: object
+    input_shape: tuple
+    output_shape: tuple
+    pre: np.ndarray | None
+    out: np.ndarray
+
+
+def snake_case(class_name):
+    """Keras's automatic layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+class Sequential:
+    """Layers applied one after the other to inputs of `input_shape` (no batch axis)."""
+
+    def __init__(self, layers, input_shape, name="sequential"):
+        self.layers = list(layers)
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.name = name
+        if not self.layers:
+            raise CnncalcError("The model has no layers. Expected at least one layer after the input. Received none")
+        if not self.input_shape or any(n <= 0 for n in self.input_shape):
+            raise CnncalcError(f"Invalid input shape. Expected positive sizes such as (28, 28, 1). Received {self.input_shape}")
+        counts = {}
+        for layer in self.layers:  # name the unnamed the way Keras does: dense, dense_1, ...
+            if not layer.name:
+                base = snake_case(layer.class_name)
+                n = counts.get(base, 0)
+                layer.name = base if n == 0 else f"{base}_{n}"
+                counts[base] = n + 1
+        names = [layer.name for layer in self.layers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise CnncalcError(f"Layer names must be unique. Expected distinct names. Received {sorted(dup)} more than once")
+        self.shapes = [self.input_shape]
+        for layer in self.layers:
+            self.shapes.append(tuple(layer.compute_output_shape(self.shapes[-1])))
+
+    @classmethod
+    def from_spec(cls, spec):
+        """Build from a model spec: {"name", "input_shape", "layers": [{"class_name", "config", "weights"}]}."""
+        layers = [layer_from_config(entry["class_name"], entry["config"]) for entry in spec["layers"]]
+        model = cls(layers, spec["input_shape"], spec.get("name", "sequential"))
+        for layer, shape, entry in zip(model.layers, model.shapes, spec["layers"]):
+            layer.set_weights(entry.get("weights", []), shape)
+        return model
+
+    def to_spec(self):
+        """The inverse of from_spec (weights as float64 arrays)."""
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "layers": [{"class_name": l.class_name, "config": l.get_config(), "weights": l.get_weights()} for l in self.layers],
+        }
+
+    @property
+    def output_shape(self):
+        return self.shapes[-1]
+
+    def check_input(self, x):
+        """A batch (N, *input_shape) as an array; a single sample is given a batch axis."""
+        x = np.asarray(x)
+        if x.shape == self.input_shape:
+            x = x[None]
+        if x.shape[1:] != self.input_shape or x.shape[0] == 0:
+            raise CnncalcError(
+                f"Input does not fit the model. Expected shape {self.input_shape} or (batch, {', '.join(map(str, self.input_shape))}). "
+                f"Received {x.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+            raise CnncalcError("Input holds values that are not finite numbers. Expected finite numbers. Received NaN, infinity or non-numeric data")
+        return x
+
+    def trace(self, x, dtype=np.float64):
+        """Every layer's pre-activation and output for the batch x, computed in `dtype`."""
+        x = self.check_input(x).astype(dtype)
+        traces = []
+        for layer, in_shape, out_shape in zip(self.layers, self.shapes, self.shapes[1:]):
+            pre, out = layer.call(x)
+            traces.append(LayerTrace(layer, in_shape, out_shape, pre, out))
+            x = out
+        return traces
+
+    def predict(self, x, dtype=np.float64):
+        """The model's output for the batch x, like keras Model.predict."""
+        return self.trace(x, dtype)[-1].out
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary_rows(self):
+        """[(\"name (Class)\", \"(None, ...)\", params), ...] exactly as keras model.summary() prints them."""
+        return [
+            (f"{layer.name} ({layer.class_name})", "(None, " + ", ".join(map(str, shape)) + ")", layer.count_params())
+            for layer, shape in zip(self.layers, self.shapes[1:])
+        ]
+
+    def summary(self):
+        """The text of keras model.summary(): a boxed table and the parameter totals."""
+        rows = [("Layer (type)", "Output Shape", "Param #")] + [(n, s, f"{p:,}") for n, s, p in self.summary_rows()]
+        w = [max(32, *(len(r[0]) + 1 for r in rows)), max(23, *(len(r[1]) + 1 for r in rows)), 14]
+
+        def line(left, mid, right, fill="━"):
+            return left + mid.join(fill * (n + 1) for n in w) + right
+
+        def cells(r, bar):
+            return bar + bar.join((f" {r[0]:<{w[0]}}", f" {r[1]:<{w[1]}}", f" {r[2]:>{w[2] - 1}} ")) + bar
+
+        total = self.count_params()
+        out = [f'Model: "{self.name}"', line("┏", "┳", "┓"), cells(rows[0], "┃"), line("┡", "╇", "┩")]
+        for i, r in enumerate(rows[1:]):
+            out.append(cells(r, "│"))
+            out.append(line("├", "┼", "┤", "─") if i < len(rows) - 2 else line("└", "┴", "┘", "─"))
+        size = _human_bytes(total * 4)
+        out += [f" Total params: {total:,} ({size})", f" Trainable params: {total:,} ({size})",
+                " Non-trainable params: 0 (0.00 B)"]
+        return "\n".join(out)
+
+
+def _human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}"
+        n /= 1024

@@ -1,0 +1,426 @@
+"""Plan the workbook for a model and its inputs (pure data), then write it with XlsxWriter.
+
+Sheets: "Read me", "Summary", one sheet per sample ("Sample 1", ...), "Weights", and a hidden
+"_cnncalc" sheet holding the architecture so that `verify` can rebuild the model from the file.
+On a sample sheet the network flows left to right, one panel per step (input, scaled input,
+each layer's pre-activation and activation, the prediction); every computed cell is a live formula
+over the previous panel and the Weights sheet, and carries the engine's value as its cached result.
+"""
+
+from dataclasses import dataclass, field
+import datetime
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from cnncalc import formulas, ops
+from cnncalc.cells import Block, Cell, Placement, WorkbookPlan, a1, cells_block
+from cnncalc.errors import CnncalcError
+from cnncalc.inputs import parse_scale
+from cnncalc.layers import Conv2D
+
+FORMAT_VERSION = 1
+META_SHEET = "_cnncalc"
+WEIGHTS_SHEET = "Weights"
+TOP = 3  # sample panels: title row 0, caption row 1, channel headers row 2, data from row 3
+COL_WIDTH = 10
+
+
+def sample_sheet_name(n):
+    return f"Sample {n + 1}"
+
+
+@dataclass
+class Panel:
+    """One step on a sample sheet: a tensor (batch-less values) and how each element is computed."""
+
+    title: str
+    caption: str
+    placement: Placement
+    values: np.ndarray
+    formula: object = None  # idx -> formula text without '=', or None for given constants
+    style: str = "value"
+    headers: list = field(default_factory=list)  # [(row, col, text)]
+
+
+def tensor_layout(shape):
+    if len(shape) == 3:
+        return "grid"
+    elif len(shape) == 1:
+        return "column"
+    raise CnncalcError(f"Cannot lay out a tensor on a sheet. Expected shape (H, W, C) or (D,). Received {tuple(shape)}")
+
+
+class SamplePlanner:
+    """Places the panels of one sample left to right, each starting one blank column after the last."""
+
+    def __init__(self, sheet):
+        self.sheet = sheet
+        self.col = 1
+        self.panels = []
+
+    def place(self, shape):
+        """A Placement for the next panel; a column vector gets an index column on its left."""
+        layout = tensor_layout(shape)
+        left = self.col + (1 if layout == "column" else 0)
+        return Placement(self.sheet.name, TOP, left, shape, layout)
+
+    def add(self, panel):
+        p = panel.placement
+        first = p.left - (1 if p.layout == "column" else 0)
+        if p.layout == "grid":
+            for c in range(p.shape[2]):
+                label = panel.headers[c] if panel.headers else f"channel {c}"
+                self.sheet.add(cells_block({(TOP - 1, p.pos((0, 0, c))[1]): Cell(label, style="header")}))
+            self.sheet.color_scales.append((p.top, p.left, p.top + p.extent[0] - 1, p.left + p.extent[1] - 1))
+        else:
+            self.sheet.add(Block(TOP, first, p.shape[0], 1, lambda r, c: Cell(r, style="index")))
+            self.sheet.add(cells_block({(TOP - 1, first): Cell("#", style="header"), (TOP - 1, p.left): Cell("value", style="header")}))
+        self.sheet.add(cells_block({(0, first): Cell(panel.title, style="title"), (1, first): Cell(panel.caption, style="caption")}))
+
+        def cell(idx):
+            v = float(panel.values[idx])
+            f = panel.formula(idx) if panel.formula else None
+            if f is None:  # a given number (input, or a padding zero)
+                return Cell(v, style=panel.style if panel.formula is None else "pad")
+            return Cell(v, "=" + f, panel.style)
+
+        self.sheet.add(p.block(cell))
+        width = p.left + p.extent[1] - first
+        fit_widths(self.sheet, first, width, max(len(panel.title), min(len(panel.caption), 36)))
+        self.col = first + width + 1
+        self.panels.append(panel)
+        return p
+
+
+def fit_widths(sheet, first, width, text_len):
+    """Widen the panel's last column so its title and caption are readable."""
+    each = max(COL_WIDTH, -(-(text_len + 2) // width))  # shared evenly, so no one column balloons
+    for c in range(first, first + width):
+        sheet.col_widths[c] = max(sheet.col_widths.get(c, 0), each)
+
+
+def plan_workbook(model, raw, scale=None, title=None, labels=None):
+    """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8")."""
+    raw = model.check_input(np.asarray(raw, dtype=np.float64))
+    factor = parse_scale(scale)
+    traces = model.trace(raw * factor)
+    plan = WorkbookPlan()
+    readme = plan.add_sheet("Read me")
+    summary = plan.add_sheet("Summary")
+    samples = [plan.add_sheet(sample_sheet_name(n), freeze=(TOP, 0)) for n in range(raw.shape[0])]
+    weights = plan_weights(plan.add_sheet(WEIGHTS_SHEET), model)
+    plan.weights = weights
+    plan.inputs, plan.outputs = [], []
+    for n, sheet in enumerate(samples):
+        inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights)
+        plan.inputs.append(inp)
+        plan.outputs.append(out)
+    plan_summary(summary, model, plan.outputs, labels)
+    plan_readme(readme, model, title, scale, raw.shape[0])
+    plan_meta(plan.add_sheet(META_SHEET, hidden=True), model, scale, raw.shape[0])
+    return plan
+
+
+def plan_weights(sheet, model):
+    """Lay every weight out on the Weights sheet, top to bottom; return {(layer name, weight name): Placement}."""
+    placements = {}
+    row = 0
+    sheet.add(cells_block({(0, 0): Cell("Weights, as keras Model.get_weights() returns them (edit any of them: every sample updates)", style="title")}))
+    sheet.col_widths[0] = 14
+    row = 2
+    for layer, shape in zip(model.layers, model.shapes):
+        if not layer.weights:
+            continue
+        sheet.add(cells_block({(row, 0): Cell(f"{layer.name} ({layer.class_name})", style="title")}))
+        row += 1
+        for wname, arr in layer.weights.items():
+            layout = layer.weight_layouts()[wname]
+            label = f"{layer.name}/{wname}   shape {tuple(arr.shape)}"
+            sheet.add(cells_block({(row, 0): Cell(label, style="subtitle")}))
+            top = row + 2
+            p = Placement(sheet.name, top, 1, arr.shape, layout)
+            heads = {}
+            if layout == "kernel":
+                kh, kw, cin, cout = arr.shape
+                for f in range(cout):
+                    heads[(p.pos((0, 0, 0, f))[0], 0)] = Cell(f"filter {f}", style="header")
+                    for c in range(cin):
+                        r, col = p.pos((0, 0, c, f))
+                        heads[(r - 1, col)] = Cell(f"[:, :, {c}, {f}]", style="header")
+            elif layout == "matrix":
+                for j in range(arr.shape[1]):
+                    heads[(top - 1, 1 + j)] = Cell(f"unit {j}", style="header")
+                sheet.add(Block(top, 0, arr.shape[0], 1, lambda r, c: Cell(f"input {r}", style="index")))
+            elif layout == "row":
+                for j in range(arr.shape[0]):
+                    heads[(top - 1, 1 + j)] = Cell(f"{'filter' if isinstance(layer, Conv2D) else 'unit'} {j}", style="header")
+                heads[(top, 0)] = Cell(wname, style="index")
+            sheet.add(cells_block(heads))
+            sheet.add(p.block(lambda idx, arr=arr: Cell(float(arr[idx]), style="weight")))
+            for c in range(1, 1 + p.extent[1]):
+                sheet.col_widths.setdefault(c, COL_WIDTH + 1)
+            placements[(layer.name, wname)] = p
+            row = top + p.extent[0] + 1
+    return placements
+
+
+def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
+    """The panels of sample n; returns (placement of the raw input, placement of the final output)."""
+    sp = SamplePlanner(sheet)
+    name = sheet.name
+    shape = model.input_shape
+    if len(shape) == 2:  # a (H, W) grayscale model input is shown as one channel
+        raise CnncalcError(f"Input shape {shape} is not supported yet. Expected (height, width, channels) or (features,)")
+    raw_p = sp.add(Panel("Input (raw)", "the numbers as given", sp.place(shape), raw, style="input"))
+    x = raw_p
+    if factor != 1.0:
+        x = sp.add(Panel(f"Scaled input = raw × {scale_text}", f"each cell: ={formulas.scale('raw', factor)}",
+                         sp.place(shape), raw * factor, lambda idx, x=x: formulas.scale(x.ref(idx, name), factor)))
+    for t in traces:
+        layer = t.layer
+        w = {wname: weights[(layer.name, wname)] for wname in layer.weights}
+        label = f"{layer.name} ({layer.class_name})"
+        if isinstance(layer, Conv2D):
+            pads = layer.input_padding(t.input_shape)
+            if any(pads[0] + pads[1]):
+                x = plan_zero_padding(sp, x, pads, name, label)
+        if layer.class_name == "Conv2D":
+            values, caption = t.pre[n], "z = Σ SUMPRODUCT(window, kernel) + bias"
+        elif layer.class_name == "Dense":
+            values, caption = t.pre[n], "z = SUMPRODUCT(input, kernel column) + bias"
+        elif layer.class_name == "Flatten":
+            values, caption = t.out[n], "row-major over (row, column, channel)"
+        else:
+            values, caption = t.out[n], f"{layer.function} of each {layer.pool_size[0]}×{layer.pool_size[1]} window, stride {layer.strides[0]}"
+        headers = [f"filter {f}" for f in range(t.output_shape[-1])] if layer.class_name == "Conv2D" else []
+        title = f"{label}{' pre-activation' if t.pre is not None else ''}"
+        z = sp.add(Panel(title, caption, sp.place(t.output_shape), values,
+                         lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers))
+        if t.pre is not None and layer.activation == "softmax":
+            x = plan_softmax(sp, z, t.out[n], name, label)
+        elif t.pre is not None and layer.activation != "linear":
+            x = sp.add(Panel(f"{label} {layer.activation}", f"a = {formulas.activation(layer.activation, 'z')}",
+                             sp.place(t.output_shape), t.out[n],
+                             lambda idx, z=z, act=layer.activation: formulas.activation(act, z.ref(idx, name)), headers=headers))
+        else:
+            x = z
+    if len(x.shape) == 1:
+        plan_prediction(sp, x, traces[-1].out[n], name)
+    return raw_p, (x, traces[-1].out[n])
+
+
+def plan_zero_padding(sp, x, pads, name, label):
+    """A panel with the input surrounded by zeros, so every conv window is one contiguous range."""
+    (top, bottom), (left, right) = pads
+    h, w, _ = x.shape
+
+    def formula(idx):  # None (a constant zero) outside the input
+        i, j, c = idx
+        inside = top <= i < top + h and left <= j < left + w
+        return x.ref((i - top, j - left, c), name) if inside else None
+
+    values = np.pad(x_values(sp, x), ((top, bottom), (left, right), (0, 0)))
+    return sp.add(Panel(f"{label} zero-padded input", f"'same' padding: {top}/{bottom} rows, {left}/{right} columns of zeros",
+                        sp.place(values.shape), values, formula))
+
+
+def x_values(sp, placement):
+    for panel in sp.panels:
+        if panel.placement is placement:
+            return panel.values
+    raise AssertionError("placement not planned")
+
+
+def plan_softmax(sp, z, probs, name, label):
+    """Softmax as the spreadsheet does it: m = MAX(z), e = EXP(z - m), s = SUM(e), p = e / s."""
+    zv = x_values(sp, z)
+    m, e, s, p = ops.softmax_steps(zv)
+    k = z.shape[0]
+    e_p = sp.place((k,))
+    m_ref, s_ref = a1(TOP + k + 1, e_p.left, absolute=True), a1(TOP + k + 2, e_p.left, absolute=True)
+    sp.add(Panel(f"{label} exp(z − max z)", "e = EXP(z - m)", e_p, e, lambda idx: formulas.softmax_exp(z.ref(idx, name), m_ref)))
+    sp.sheet.add(cells_block({
+        (TOP + k + 1, e_p.left - 1): Cell("m = max z", style="index"),
+        (TOP + k + 1, e_p.left): Cell(float(m[0]), "=" + formulas.softmax_max(z.span((0,), (k - 1,), name)), "value"),
+        (TOP + k + 2, e_p.left - 1): Cell("s = Σ e", style="index"),
+        (TOP + k + 2, e_p.left): Cell(float(s[0]), "=" + formulas.softmax_sum(e_p.span((0,), (k - 1,), name)), "value"),
+    }))
+    p_p = sp.place((k,))
+    return sp.add(Panel(f"{label} softmax", "p = e / s", p_p, p, lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob"))
+
+
+def plan_prediction(sp, out, values, name):
+    """The predicted class (first largest output, as numpy's argmax) and its value."""
+    span = out.span((0,), (out.shape[0] - 1,), name)
+    col = sp.col
+    sp.sheet.add(cells_block({
+        (0, col): Cell("Prediction", style="title"),
+        (1, col): Cell("argmax of the last layer", style="caption"),
+        (TOP, col): Cell("class", style="index"),
+        (TOP, col + 1): Cell(int(np.argmax(values)), "=" + formulas.argmax(span), "class"),
+        (TOP + 1, col): Cell("output", style="index"),
+        (TOP + 1, col + 1): Cell(float(np.max(values)), f"=MAX({span})", "prob"),
+    }))
+    fit_widths(sp.sheet, col, 2, 24)
+    sp.prediction = (TOP, col + 1)
+
+
+def plan_summary(sheet, model, outputs, labels):
+    """keras model.summary() rows, then a live table of every sample's output and predicted class."""
+    cells = {(0, 0): Cell(f'Model: "{model.name}"', style="title"),
+             (2, 0): Cell("Layer (type)", style="header"), (2, 1): Cell("Output Shape", style="header"),
+             (2, 2): Cell("Param #", style="header")}
+    rows = model.summary_rows()
+    for i, (lname, shape, params) in enumerate(rows):
+        cells[(3 + i, 0)] = Cell(lname, style="text")
+        cells[(3 + i, 1)] = Cell(shape, style="text")
+        cells[(3 + i, 2)] = Cell(params, style="int")
+    r = 3 + len(rows)
+    cells[(r, 0)] = Cell("Total params", style="header")
+    cells[(r, 2)] = Cell(model.count_params(), f"=SUM({a1(3, 2)}:{a1(r - 1, 2)})", "int_bold")
+    r += 2
+    out = outputs[0][0]
+    if len(out.shape) == 1:
+        cells[(r, 0)] = Cell("Predictions (live: they follow the sample sheets)", style="title")
+        r += 1
+        k = out.shape[0]
+        cells[(r, 0)] = Cell("Sample", style="header")
+        for j in range(k):
+            cells[(r, 1 + j)] = Cell(f"output {j}", style="header")
+        cells[(r, 1 + k)] = Cell("predicted class", style="header")
+        if labels is not None:
+            cells[(r, 2 + k)] = Cell("label", style="header")
+        for n, (o, values) in enumerate(outputs):
+            cells[(r + 1 + n, 0)] = Cell(sample_sheet_name(n), style="text")
+            for j in range(k):
+                cells[(r + 1 + n, 1 + j)] = Cell(float(values[j]), "=" + o.ref((j,), sheet.name), "prob")
+            span = f"{a1(r + 1 + n, 1)}:{a1(r + 1 + n, k)}"
+            cells[(r + 1 + n, 1 + k)] = Cell(int(np.argmax(values)), "=" + formulas.argmax(span), "class")
+            if labels is not None:
+                cells[(r + 1 + n, 2 + k)] = Cell(int(labels[n]), style="int")
+    sheet.add(cells_block(cells))
+    sheet.col_widths.update({c: 16 for c in range(3, 3 + len(out.shape) and out.shape[0] + 2)})
+    sheet.col_widths.update({0: 34, 1: 24, 2: 16})
+    return sheet
+
+
+def plan_readme(sheet, model, title, scale, n):
+    lines = [
+        (title or f"cnncalc worked example: {model.name}", "title"),
+        ("", None),
+        ("What this is", "subtitle"),
+        ("A convolutional network's forward pass, computed cell by cell with live formulas, exactly as Keras computes it.", "text"),
+        ("Every computed cell holds a formula over the cells before it; change any weight or input and every later cell follows.", "text"),
+        ("", None),
+        ("How to read it", "subtitle"),
+        ("Summary: the layers as keras model.summary() prints them, and each sample's prediction.", "text"),
+        (f"Sample 1 … Sample {n}: one sheet per input. The network flows left to right, one panel per step.", "text"),
+        ("   Input (raw) → scaled input → each layer: pre-activation z, then its activation → prediction (argmax).", "text"),
+        ("   Conv2D: z[i, j, f] = Σ over input channels c of SUMPRODUCT(window of channel c, kernel[:, :, c, f]) + bias[f]", "text"),
+        ("           (cross-correlation, as Keras does: the kernel is not flipped).", "text"),
+        ("   Pooling: MAX (or AVERAGE) of each window; Flatten: row by row, channel fastest, as Keras does.", "text"),
+        ("   Dense: z[j] = SUMPRODUCT(input column, kernel column j) + bias[j].", "text"),
+        ("   Softmax: m = MAX(z), e = EXP(z − m), p = e / SUM(e) (subtracting the max, as Keras does).", "text"),
+        ("Weights: every layer's weights, labelled with Keras's names and shapes (layer/kernel, layer/bias).", "text"),
+        ("", None),
+        ("Colours", "subtitle"),
+        ("Yellow cells are given inputs, blue cells are weights: type over them. White cells are formulas: leave them.", "text"),
+        ("Feature maps carry a colour scale (low = white, high = orange), like the chapter's pictures.", "text"),
+        ("", None),
+        ("Checking it", "subtitle"),
+        ("cnncalc verify THIS.xlsx recalculates the workbook in LibreOffice and compares every formula cell with cnncalc's engine.", "text"),
+        ("It reads the weights and inputs from this file, so it also checks a workbook whose weights you edited.", "text"),
+    ]
+    if scale:
+        lines.insert(10, (f"   The scaled input is raw × {scale}, written as a formula on each cell.", "text"))
+    sheet.add(cells_block({(i, 0): Cell(text, style=style) for i, (text, style) in enumerate(lines) if style}))
+    sheet.col_widths[0] = 120
+
+
+def plan_meta(sheet, model, scale, n):
+    """The architecture (no weights: those are read from the Weights sheet) so verify can rebuild the model."""
+    spec = model.to_spec()
+    arch = {"name": spec["name"], "input_shape": spec["input_shape"],
+            "layers": [{"class_name": l["class_name"], "config": l["config"]} for l in spec["layers"]]}
+    text = json.dumps(arch, separators=(",", ":"))
+    chunks = [text[i:i + 30000] for i in range(0, len(text), 30000)]
+    cells = {(0, 0): Cell("cnncalc workbook", style="text"), (0, 1): Cell(FORMAT_VERSION, style="int"),
+             (1, 0): Cell("scale", style="text"), (1, 1): Cell(scale or "1", style="text"),
+             (2, 0): Cell("samples", style="text"), (2, 1): Cell(n, style="int"),
+             (3, 0): Cell("architecture", style="text")}
+    for i, chunk in enumerate(chunks):
+        cells[(3, 1 + i)] = Cell(chunk, style="text")
+    sheet.add(cells_block(cells))
+
+
+# ---------------------------------------------------------------- writing
+
+STYLES = {
+    "title": {"bold": True, "font_size": 12},
+    "subtitle": {"bold": True, "font_color": "#1F4E79"},
+    "caption": {"italic": True, "font_color": "#595959"},
+    "header": {"bold": True, "align": "center", "bg_color": "#E7E6E6", "bottom": 1},
+    "index": {"font_color": "#595959", "align": "right"},
+    "text": {},
+    "int": {"num_format": "0"},
+    "int_bold": {"num_format": "0", "bold": True},
+    "input": {"num_format": "General", "bg_color": "#FFF2CC", "border": 1, "border_color": "#BFBFBF"},
+    "weight": {"num_format": "0.0000000", "bg_color": "#DDEBF7", "border": 1, "border_color": "#BFBFBF"},
+    "value": {"num_format": "0.000000", "border": 1, "border_color": "#BFBFBF"},
+    "prob": {"num_format": "0.000000", "bold": True, "border": 1, "border_color": "#BFBFBF"},
+    "pad": {"num_format": "0", "font_color": "#A6A6A6", "bg_color": "#F2F2F2", "border": 1, "border_color": "#D9D9D9"},
+    "class": {"num_format": "0", "bold": True, "bg_color": "#E2EFDA", "border": 2, "align": "center"},
+}
+
+
+def write_plan(plan, path, force=False):
+    """Write the plan to `path` through a temporary file in the same folder, renamed at the end."""
+    import xlsxwriter
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not force:
+        raise CnncalcError(f"{path} already exists. Expected a new file name. Use --force to overwrite it")
+    if not os.path.isdir(folder):
+        raise CnncalcError(f"Cannot write {path}: folder {folder} does not exist. Expected an existing folder")
+    if not os.access(folder, os.W_OK):
+        raise CnncalcError(f"Cannot write {path}: folder {folder} is not writable. Expected a folder you can write to")
+    fd, tmp = tempfile.mkstemp(prefix=".cnncalc-", suffix=".xlsx", dir=folder)
+    os.close(fd)
+    try:
+        wb = xlsxwriter.Workbook(tmp, {"constant_memory": True, "strings_to_formulas": False,
+                                       "strings_to_numbers": False, "strings_to_urls": False})
+        # A fixed creation date: the same model and inputs give the same bytes.
+        wb.set_properties({"title": "cnncalc worked example", "author": "cnncalc", "created": datetime.datetime(2024, 1, 1)})
+        formats = {name: wb.add_format(props) for name, props in STYLES.items()}
+        for sp in plan.sheets:
+            ws = wb.add_worksheet(sp.name)
+            for col, width in sorted(sp.col_widths.items()):
+                ws.set_column(col, col, width)
+            if sp.freeze:
+                ws.freeze_panes(*sp.freeze)
+            if sp.hidden:
+                ws.hide()
+            ws.set_landscape()
+            ws.fit_to_pages(1, 0)  # printed (or rendered to PDF) one page wide
+            for r0, c0, r1, c1 in sp.color_scales:
+                ws.conditional_format(r0, c0, r1, c1, {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"})
+            for r, row in sp.rows():
+                for c, cell in row:
+                    fmt = formats[cell.style]
+                    if cell.formula is not None:
+                        ws.write_formula(r, c, cell.formula, fmt, cell.value if cell.value is not None else 0)
+                    elif isinstance(cell.value, str):
+                        ws.write_string(r, c, cell.value, fmt)
+                    elif cell.value is not None:
+                        ws.write_number(r, c, cell.value, fmt)
+        wb.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
