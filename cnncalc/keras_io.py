@@ -1,0 +1,628 @@
+"""Read and write Keras model files without Keras.
+
+Only zipfile, json, h5py and numpy are used, and nothing in a file is ever
+executed: configs are plain JSON and weights are plain HDF5 datasets.  Layers
+that carry code (Lambda) or need code we do not have (custom classes) are
+refused by looking at their config, not by trying them.
+
+A "model spec" is the plain dict both directions use::
+
+    {"name": "toy",
+     "input_shape": (4, 4, 1),            # without the batch dimension
+     "layers": [{"class_name": "Conv2D",
+                 "config": {...},         # the layer's Keras config as in the file
+                 "weights": [kernel, bias]},   # layer.get_weights() order
+                ...]}
+
+The InputLayer is not in "layers"; it only gives "input_shape".
+"""
+
+import io
+import json
+import os
+import re
+import zipfile
+
+import h5py
+import numpy as np
+
+from cnncalc.errors import CnncalcError
+
+# The Keras release whose .keras layout write_keras_file reproduces.
+KERAS_FORMAT_VERSION = "3.15.1"
+# A fixed save date (the earliest a zip entry can carry) keeps output reproducible.
+_DATE_SAVED = "1980-01-01@00:00:00"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+# Layers whose config holds Python code (marshalled bytecode or TF ops).
+_CODE_CLASSES = ("Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda")
+# Layers that always own weights: for these an empty entry in the file means
+# the weights are missing.  Weightless layers may have no entry at all.
+_WEIGHTED_CLASSES = (
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+    "Conv3DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
+    "BatchNormalization", "LayerNormalization", "PReLU", "Embedding",
+)
+_FLOAT32_POLICY = {
+    "module": "keras",
+    "class_name": "DTypePolicy",
+    "config": {"name": "float32"},
+    "registered_name": None,
+}
+
+
+def keras_layer_key(class_name):
+    """The snake_case name Keras derives from a class name (Conv2D -> conv2d).
+
+    Same rules as keras.src.utils.naming.to_snake_case, which Keras uses both
+    for default layer names and for the weight groups in .keras files.
+    """
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+
+def read_model_file(path, config_path=None):
+    """Read a .keras, legacy .h5 or .weights.h5 (+ config_path JSON) file into a spec.
+
+    config_path, when given, is a JSON file as written by `model.to_json()`;
+    it is required for .weights.h5 files and overrides any config in the file.
+    """
+    path = os.fspath(path)
+    try:
+        return _read_model_file(path, config_path)
+    except CnncalcError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        # Anything the file's structure breaks in zipfile/h5py/json or in our
+        # walking of it is a damaged or unexpected file, not a bug to trace.
+        raise CnncalcError(
+            f"Cannot read Keras model file {path}. Expected a valid .keras, .h5 "
+            f"or .weights.h5 file. Received a damaged or unexpected file "
+            f"({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+
+
+def _read_model_file(path, config_path):
+    if not os.path.isfile(path):
+        raise CnncalcError(
+            f"Cannot read Keras model file. Expected an existing file. Received path={path}"
+        )
+    config = _read_json_file(config_path) if config_path is not None else None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if config is None:
+                if "config.json" not in names:
+                    raise CnncalcError(
+                        f"Invalid .keras file {path}. Expected a zip archive with config.json. "
+                        f"Received an archive with {sorted(names)}"
+                    )
+                config = _parse_json(zf.read("config.json"), f"config.json in {path}")
+            if "model.weights.h5" not in names:
+                raise CnncalcError(
+                    f"Invalid .keras file {path}. Expected a zip archive with model.weights.h5. "
+                    f"Received an archive with {sorted(names)}"
+                )
+            weights_bytes = zf.read("model.weights.h5")
+        with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+            return _build_spec(config, h5, path)
+    if not h5py.is_hdf5(path):
+        raise CnncalcError(
+            f"Cannot read Keras model file {path}. Expected a .keras zip archive or an "
+            f"HDF5 .h5/.weights.h5 file. Received a file that is neither"
+        )
+    with h5py.File(path, "r") as h5:
+        if config is None:
+            if "model_config" not in h5.attrs:
+                raise CnncalcError(
+                    f"No model config in {path}. Expected a full model file, or a "
+                    f"weights file together with config_path (a model.to_json() file). "
+                    f"Received a weights-only file and config_path=None"
+                )
+            config = _parse_json(h5.attrs["model_config"], f"model_config in {path}")
+        return _build_spec(config, h5, path)
+
+
+def _read_json_file(config_path):
+    config_path = os.fspath(config_path)
+    try:
+        with open(config_path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        raise CnncalcError(
+            f"Cannot read config_path. Expected a readable JSON file. "
+            f"Received config_path={config_path} ({_one_line(exc)})"
+        ) from None
+    return _parse_json(text, config_path)
+
+
+def _parse_json(text, where):
+    if isinstance(text, (bytes, np.bytes_)):
+        text = bytes(text).decode("utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CnncalcError(
+            f"Malformed JSON in {where}. Expected a Keras model config. "
+            f"Received invalid JSON ({_one_line(exc)})"
+        ) from None
+
+
+def _build_spec(config, h5, path):
+    """Combine a parsed model config with the weights in an open HDF5 file."""
+    name, input_shape, entries = _parse_model_config(config)
+    if "model_weights" in h5:  # legacy model.save("x.h5")
+        weights = _legacy_weights(h5["model_weights"], entries, path)
+    elif "layer_names" in h5.attrs:  # legacy save_weights("x.h5"): weights at the root
+        weights = _legacy_weights(h5, entries, path)
+    else:  # Keras 3 .keras / .weights.h5
+        weights = _keras3_weights(h5, entries, path)
+    layers = [
+        {"class_name": e["class_name"], "config": e["config"], "weights": w}
+        for e, w in zip(entries, weights)
+    ]
+    return {"name": name, "input_shape": input_shape, "layers": layers}
+
+
+def _parse_model_config(model):
+    """Return (model name, input shape, layer entries without the InputLayer)."""
+    if not isinstance(model, dict) or "class_name" not in model:
+        raise CnncalcError(
+            "Invalid model config. Expected a JSON object with class_name and config. "
+            f"Received {type(model).__name__}"
+        )
+    class_name = model["class_name"]
+    config = model.get("config")
+    if not _is_keras_module(model.get("module", "keras")):  # legacy configs have no module
+        raise CnncalcError(
+            f"Unsupported model class {class_name} from module {model['module']}. "
+            f"Expected a built-in Keras Sequential or Functional model. "
+            f"Received a custom model class"
+        )
+    if class_name not in _MODEL_CLASSES:
+        raise CnncalcError(
+            "Unsupported model class. Expected Sequential or a Functional model. "
+            f"Received class_name={class_name}"
+        )
+    if isinstance(config, list):  # Keras 2.0-2.2 Sequential: the config is the layer list
+        config = {"layers": config}
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise CnncalcError(
+            f"Invalid {class_name} config. Expected a config with a list of layers. "
+            f"Received {_short(config)}"
+        )
+    layers = config["layers"]
+    for entry in layers:
+        _check_layer_entry(entry)
+        if entry["class_name"] in _MODEL_CLASSES:
+            raise CnncalcError(
+                f"Layer '{_layer_name(entry)}' ({entry['class_name']}) is a model inside the "
+                f"model. Expected a flat model of plain layers. Received a nested model"
+            )
+    if not layers:
+        raise CnncalcError(f"Invalid {class_name} config. Expected at least one layer. Received none")
+    if class_name != "Sequential":
+        _check_single_chain(config)
+    if layers[0]["class_name"] == "InputLayer":
+        input_entry, entries = layers[0], layers[1:]
+    else:
+        input_entry, entries = None, layers
+    for entry in entries:
+        if entry["class_name"] == "InputLayer":
+            raise CnncalcError(
+                f"Layer '{_layer_name(entry)}' (InputLayer) is not the first layer. "
+                f"Expected one InputLayer at the start of the model. Received it in the middle"
+            )
+    if not entries:
+        raise CnncalcError(
+            "Model has no layers. Expected at least one layer after the input. "
+            "Received only an InputLayer"
+        )
+    name = config.get("name") or keras_layer_key(class_name)
+    return name, _input_shape(model, input_entry, entries[0]), entries
+
+
+def _check_layer_entry(entry):
+    """Make sure a layer entry is a {class_name, config} dict holding no code."""
+    _check_layer_form(entry)
+    _check_no_code(entry)
+
+
+def _check_layer_form(entry):
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
+            or not isinstance(entry.get("config"), dict):
+        raise CnncalcError(
+            "Invalid layer in model config. Expected an object with class_name and config. "
+            f"Received {_short(entry)}"
+        )
+
+
+def _check_no_code(entry):
+    """Refuse Lambda layers and custom objects, judged from the config alone."""
+    layer = f"Layer '{_layer_name(entry)}' ({entry['class_name']})"
+    for obj in _walk_objects({k: v for k, v in entry.items() if k != "inbound_nodes"}):
+        cls = obj["class_name"]
+        if cls in _CODE_CLASSES:
+            raise CnncalcError(
+                f"{layer} contains Python code ({cls}). Expected only built-in layers "
+                f"without code; cnncalc never runs code from a model file. "
+                f"Received class_name={cls}"
+            )
+        module = obj.get("module", "keras")  # legacy configs have no module key
+        registered = obj.get("registered_name")
+        if not _is_keras_module(module) or (isinstance(registered, str) and ">" in registered):
+            raise CnncalcError(
+                f"{layer} uses the custom object {registered or cls} (module {module}). "
+                f"Expected only built-in Keras objects; cnncalc never runs code from a "
+                f"model file. Received class_name={cls}"
+            )
+
+
+def _walk_objects(value):
+    """Yield every serialized object ({"class_name": ...} dict) nested in value."""
+    if isinstance(value, dict):
+        if isinstance(value.get("class_name"), str):
+            yield value
+        for item in value.values():
+            yield from _walk_objects(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk_objects(item)
+
+
+def _is_keras_module(module):
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def _check_single_chain(config):
+    """Accept a Functional model only if it is one chain of layers in file order."""
+    layers = config["layers"]
+    inputs = _node_refs(config.get("input_layers"))
+    outputs = _node_refs(config.get("output_layers"))
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise CnncalcError(
+            "Unsupported Functional model. Expected exactly one input and one output. "
+            f"Received {len(inputs)} inputs and {len(outputs)} outputs"
+        )
+    inbound = {_layer_name(e): _inbound_layer_names(e) for e in layers}
+    consumers = {name: [] for name in inbound}
+    for name, sources in inbound.items():
+        for source in sources:
+            consumers.setdefault(source, []).append(name)
+    for i, entry in enumerate(layers):
+        name = _layer_name(entry)
+        what = f"Layer '{name}' ({entry['class_name']})"
+        expected_inputs = 0 if i == 0 else 1
+        if len(inbound[name]) != expected_inputs:
+            raise CnncalcError(
+                f"{what} has {len(inbound[name])} inputs {inbound[name]}. Expected a single-chain "
+                f"model where every layer has exactly one input. Received a branching model"
+            )
+        if len(consumers[name]) > 1:
+            raise CnncalcError(
+                f"{what} has several outputs, it feeds {consumers[name]}. Expected a single-chain "
+                f"model where every layer feeds the next one only. Received a branching model"
+            )
+        if i > 0 and inbound[name][0] != _layer_name(layers[i - 1]):
+            raise CnncalcError(
+                f"{what} takes its input from '{inbound[name][0]}'. Expected a single chain "
+                f"in layer order, from '{_layer_name(layers[i - 1])}'. Received another order"
+            )
+    if inputs[0] != _layer_name(layers[0]) or outputs[0] != _layer_name(layers[-1]):
+        raise CnncalcError(
+            "Unsupported Functional model. Expected the first layer to be the input and the "
+            f"last layer the output. Received input {inputs[0]} and output {outputs[0]}"
+        )
+
+
+def _node_refs(refs):
+    """Layer names from input_layers/output_layers, in both Keras 3 and Keras 2 forms."""
+    if not refs:
+        return []
+    if isinstance(refs[0], str):  # Keras 3 writes a single ["name", 0, 0]
+        refs = [refs]
+    return [ref[0] for ref in refs]
+
+
+def _inbound_layer_names(entry):
+    """Names of the layers feeding a Functional layer entry."""
+    nodes = entry.get("inbound_nodes") or []
+    if len(nodes) > 1:
+        raise CnncalcError(
+            f"Layer '{_layer_name(entry)}' ({entry['class_name']}) is called {len(nodes)} times. "
+            f"Expected a single-chain model where every layer is used once. Received a shared layer"
+        )
+    names = []
+    for node in nodes:
+        _collect_history(node, names)
+    return names
+
+
+def _collect_history(value, names):
+    """Find the source layer names of every tensor mentioned in a node."""
+    if isinstance(value, dict):
+        if "keras_history" in value:  # Keras 3: {"keras_history": [name, node, tensor]}
+            names.append(value["keras_history"][0])
+            return
+        for item in value.values():
+            _collect_history(item, names)
+    elif isinstance(value, list):
+        # Keras 2: [name, node_index, tensor_index, kwargs]
+        if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
+            names.append(value[0])
+            return
+        for item in value:
+            _collect_history(item, names)
+
+
+def _input_shape(model, input_entry, first_entry):
+    """The input shape without the batch dimension, from wherever this Keras version put it."""
+    candidates = []
+    if input_entry is not None:
+        cfg = input_entry["config"]
+        candidates += [cfg.get("batch_shape"), cfg.get("batch_input_shape")]
+    cfg = first_entry["config"]
+    candidates += [
+        cfg.get("batch_input_shape"),
+        cfg.get("batch_shape"),
+        (first_entry.get("build_config") or {}).get("input_shape"),
+    ]
+    model_config = model.get("config") if isinstance(model.get("config"), dict) else {}
+    candidates += [
+        model_config.get("build_input_shape"),
+        (model.get("build_config") or {}).get("input_shape"),
+    ]
+    for shape in candidates:
+        if isinstance(shape, list) and len(shape) >= 2:
+            return tuple(None if d is None else int(d) for d in shape[1:])
+    raise CnncalcError(
+        "Model config has no input shape. Expected an InputLayer with batch_shape, or "
+        "batch_input_shape/build_input_shape on the first layer. Received none of these"
+    )
+
+
+def _layer_name(entry):
+    return entry.get("name") or entry.get("config", {}).get("name") or "<unnamed>"
+
+
+def _keras3_weights(h5, entries, path):
+    """Weights from a Keras 3 weights file: layers/<snake_case class>[_n]/vars/<i>."""
+    # tf.keras 2.13-2.15 wrote the same layout under another top-level name.
+    root = h5.get("layers", h5.get("_layer_checkpoint_dependencies"))
+    if root is None:
+        raise CnncalcError(
+            f"No layer weights in {path}. Expected a Keras weights file with a 'layers' group. "
+            f"Received groups {sorted(h5.keys())}"
+        )
+    used = {}
+    all_weights = []
+    for entry in entries:
+        # Keras names the groups by class and position, not by layer name.
+        key = _unique_name(keras_layer_key(entry["class_name"]), used)
+        group = root.get(f"{key}/vars")
+        arrays = []
+        if group is not None:
+            for i in range(len(group)):
+                if str(i) not in group:
+                    raise CnncalcError(
+                        f"Weights of layer '{_layer_name(entry)}' ({entry['class_name']}) are "
+                        f"incomplete in {path}. Expected layers/{key}/vars/{i}. "
+                        f"Received vars {sorted(group.keys())}"
+                    )
+                arrays.append(np.array(group[str(i)]))
+        _check_not_missing(entry, arrays, f"layers/{key}/vars", path)
+        all_weights.append(arrays)
+    return all_weights
+
+
+def _unique_name(name, used):
+    """Keras saving_lib's _get_unique_name: conv2d, conv2d_1, conv2d_2, ..."""
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+def _legacy_weights(root, entries, path):
+    """Weights from a legacy HDF5 file: <root>/<layer name> with a weight_names attribute."""
+    all_weights = []
+    for entry in entries:
+        name = _layer_name(entry)
+        group = root.get(name)
+        arrays = []
+        if group is not None:
+            for weight_name in _h5_name_list(group, "weight_names"):
+                dataset = _find_dataset(group, weight_name)
+                if dataset is None:
+                    raise CnncalcError(
+                        f"Weights of layer '{name}' ({entry['class_name']}) are missing in "
+                        f"{path}. Expected the dataset {weight_name} listed in weight_names. "
+                        f"Received no such dataset"
+                    )
+                arrays.append(np.array(dataset))
+        _check_not_missing(entry, arrays, f"model_weights/{name}", path)
+        all_weights.append(arrays)
+    return all_weights
+
+
+def _h5_name_list(group, attr):
+    """A list-of-names attribute; Keras splits long ones into attr0, attr1, ..."""
+    if attr in group.attrs:
+        values = list(np.atleast_1d(group.attrs[attr]))
+    else:
+        values, chunk = [], 0
+        while f"{attr}{chunk}" in group.attrs:
+            values += list(np.atleast_1d(group.attrs[f"{attr}{chunk}"]))
+            chunk += 1
+    # An empty list is stored as a float array; names come as bytes or str.
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _find_dataset(group, weight_name):
+    """Look a weight up by its listed name, with or without the TF ':0' suffix."""
+    base = weight_name[:-2] if weight_name.endswith(":0") else weight_name
+    for candidate in (weight_name, base, base + ":0"):
+        item = group.get(candidate)
+        if isinstance(item, h5py.Dataset):
+            return item
+    return None
+
+
+def _check_not_missing(entry, arrays, where, path):
+    if not arrays and entry["class_name"] in _WEIGHTED_CLASSES:
+        raise CnncalcError(
+            f"Weights of layer '{_layer_name(entry)}' ({entry['class_name']}) are missing in "
+            f"{path}. Expected weights under {where}. Received none"
+        )
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+def write_keras_file(spec, path):
+    """Write a spec as a Keras 3 .keras file (a Sequential model).
+
+    The same spec always gives the same bytes: fixed save date, fixed zip
+    timestamps, no HDF5 timestamps.
+    """
+    path = os.fspath(path)
+    model_config, layer_keys = _sequential_config(spec)
+    metadata = {"keras_version": KERAS_FORMAT_VERSION, "date_saved": _DATE_SAVED}
+    try:
+        config_json = json.dumps(model_config, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise CnncalcError(
+            f"Invalid model spec. Expected layer configs made of JSON values. "
+            f"Received {_one_line(exc)}"
+        ) from None
+    members = [
+        ("metadata.json", json.dumps(metadata).encode("utf-8")),
+        ("config.json", config_json.encode("utf-8")),
+        ("model.weights.h5", _weights_h5_bytes(spec, model_config, layer_keys)),
+    ]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.create_system = 3  # Unix, whatever platform writes it
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    try:
+        with open(path, "wb") as f:
+            f.write(buffer.getvalue())
+    except OSError as exc:
+        raise CnncalcError(
+            f"Cannot write Keras file. Expected a writable path. Received path={path} "
+            f"({_one_line(exc)})"
+        ) from None
+
+
+def _sequential_config(spec):
+    """The config.json dict Keras 3 needs to rebuild the spec as a Sequential model."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list) \
+            or spec.get("input_shape") is None:
+        raise CnncalcError(
+            "Invalid model spec. Expected a dict with name, input_shape and layers. "
+            f"Received {_short(spec)}"
+        )
+    try:
+        batch_shape = [None] + [None if d is None else int(d) for d in spec["input_shape"]]
+    except (TypeError, ValueError):
+        raise CnncalcError(
+            "Invalid model spec. Expected input_shape as a tuple of integers such as (28, 28, 1). "
+            f"Received input_shape={_short(spec['input_shape'])}"
+        ) from None
+    input_layer = {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {"batch_shape": batch_shape, "dtype": "float32", "sparse": False,
+                   "ragged": False, "name": "input_layer"},
+        "registered_name": None,
+    }
+    used = {}
+    layer_keys = []
+    layers = [input_layer]
+    for layer in spec["layers"]:
+        _check_layer_form(layer)
+        key = _unique_name(keras_layer_key(layer["class_name"]), used)
+        config = dict(layer["config"])  # a copy: the caller's spec stays as it was
+        config.setdefault("name", key)  # Keras' own default name, but stable
+        config["dtype"] = _dtype_policy(config.get("dtype"))
+        entry = {
+            "module": "keras.layers",
+            "class_name": layer["class_name"],
+            "config": config,
+            "registered_name": None,
+        }
+        _check_no_code(entry)  # after naming, so an error can name the layer
+        layers.append(entry)
+        layer_keys.append(key)
+    name = spec.get("name") or "sequential"
+    model_config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": name, "trainable": True, "dtype": _dtype_policy(None),
+                   "layers": layers, "build_input_shape": batch_shape},
+        "registered_name": None,
+        "build_config": {"input_shape": batch_shape},
+    }
+    return model_config, layer_keys
+
+
+def _dtype_policy(dtype):
+    """Keras 3's DTypePolicy dict for a dtype given as a name, a policy dict or nothing."""
+    if dtype is None:
+        name = "float32"
+    elif isinstance(dtype, str):
+        name = dtype
+    elif isinstance(dtype, dict) and dtype.get("class_name") in ("Policy", "DTypePolicy"):
+        name = dtype.get("config", {}).get("name", "float32")
+    else:
+        return dtype  # e.g. a quantized policy: Keras knows it, pass it on
+    return {**_FLOAT32_POLICY, "config": {"name": name}}
+
+
+def _weights_h5_bytes(spec, model_config, layer_keys):
+    """model.weights.h5 as Keras 3 writes it for a Sequential model (no InputLayer group)."""
+    buffer = io.BytesIO()
+    # h5py stores no creation times by default, so the bytes depend on the spec only.
+    with h5py.File(buffer, "w") as h5:
+        for layer, key, entry in zip(spec["layers"], layer_keys, model_config["config"]["layers"][1:]):
+            group = h5.create_group(f"layers/{key}/vars")
+            group.attrs["name"] = entry["config"]["name"]
+            for i, array in enumerate(layer.get("weights") or []):
+                group.create_dataset(str(i), data=np.asarray(array))
+        h5.create_group("vars").attrs["name"] = model_config["config"]["name"]
+    return buffer.getvalue()
+
+
+def _json_default(value):
+    """Let configs built with numpy numbers or arrays be written as JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# --------------------------------------------------------------------------
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+def _short(value, limit=80):
+    text = _one_line(repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
