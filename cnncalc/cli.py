@@ -21,12 +21,33 @@ def cmd_example(args):
       cnncalc example -o book.xlsx --force
     """
     from cnncalc.examples import chapter_example
+    from cnncalc.files import check_output
     from cnncalc.workbook import plan_workbook, write_plan
 
+    check_output(args.output, args.force)
     ex = chapter_example()
     write_plan(plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels), args.output, force=args.force)
     print(f"wrote {args.output}")
     print_predictions(ex.model.predict(ex.x), ex.labels)
+    return EXIT_OK
+
+
+def cmd_build(args):
+    """Write the worked-example workbook for your own Keras model and inputs.
+
+    Example:
+      cnncalc build model.keras --input digit.png --scale 1/255 -o digit.xlsx
+      cnncalc build model.h5 --input x.npy -o book.xlsx --force
+      cnncalc build model.weights.h5 --config model.json --input a.csv b.csv -o book.xlsx
+    """
+    from cnncalc.files import check_output
+    from cnncalc.workbook import plan_workbook, write_plan
+
+    check_output(args.output, args.force)
+    job = resolve(args)
+    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels), args.output, force=args.force)
+    print(f"wrote {args.output}")
+    print_predictions(job.model.predict(job.x), job.labels)
     return EXIT_OK
 
 
@@ -35,9 +56,9 @@ def cmd_summary(args):
 
     Example:
       cnncalc summary                      # the chapter's toy CNN
+      cnncalc summary model.keras
     """
-    model, _ = resolve_model(args)
-    print(model.summary())
+    print(resolve(args, need_inputs=False).model.summary())
     return EXIT_OK
 
 
@@ -46,16 +67,41 @@ def cmd_predict(args):
 
     Example:
       cnncalc predict                      # the chapter's toy CNN on its two samples
-      cnncalc predict --json
+      cnncalc predict model.keras --input digit.png --scale 1/255 --json
     """
     import numpy as np
 
-    model, ex = resolve_model(args)
-    probs = model.predict(ex.x)
+    job = resolve(args)
+    out = job.model.predict(job.x, dtype=np.float32 if args.float32 else np.float64)
     if args.json:
-        print(json.dumps({"predictions": probs.tolist(), "classes": np.argmax(probs, axis=-1).tolist()}))
+        flat = out.reshape(out.shape[0], -1)
+        print(json.dumps({"predictions": out.tolist(), "classes": np.argmax(flat, axis=-1).tolist()}))
     else:
-        print_predictions(probs, ex.labels)
+        print_predictions(out, job.labels)
+    return EXIT_OK
+
+
+def cmd_new(args):
+    """Make a new Keras model from a short layer list, with Keras's default initializers and a seed.
+
+    The file loads in Keras (keras.saving.load_model) and in cnncalc; no Keras needed to make it.
+    SPEC.json: {"input_shape": [28, 28, 1], "seed": 0, "layers": [
+                  {"Conv2D": {"filters": 10, "kernel_size": 3, "activation": "relu"}},
+                  {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}},
+                  {"Dense": {"units": 10, "activation": "softmax"}}]}
+
+    Example:
+      cnncalc new spec.json -o model.keras --seed 1
+    """
+    from cnncalc.files import check_output
+    from cnncalc.loader import model_from_layer_list, save_keras
+
+    check_output(args.output, args.force)
+    spec = read_json(args.spec)
+    model = model_from_layer_list(spec, args.seed)
+    save_keras(model, args.output, force=args.force)
+    print(f"wrote {args.output}")
+    print(model.summary())
     return EXIT_OK
 
 
@@ -76,26 +122,61 @@ def cmd_verify(args):
     return EXIT_OK if report.ok else EXIT_DIFFERS
 
 
-def resolve_model(args):
-    """The model named on the command line, or the chapter's toy CNN with its two samples."""
-    from cnncalc.examples import chapter_example
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise CnncalcError(f"Cannot read {path}. Expected a readable JSON file. Received {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CnncalcError(f"{path} is not valid JSON. Expected a JSON object. Received {e}") from None
 
-    if getattr(args, "model", None):
-        raise CnncalcError(f"Cannot load {args.model}. Expected no model argument: loading Keras files is not available yet. Received {args.model!r}")
-    ex = chapter_example()
-    return ex.model, ex
+
+def resolve(args, need_inputs=True):
+    """The model and inputs named on the command line; without a model, the chapter's toy CNN and its samples."""
+    from cnncalc.examples import Example, chapter_example
+    from cnncalc.inputs import parse_scale, read_inputs
+
+    model_path = getattr(args, "model", None)
+    inputs = getattr(args, "input", None)
+    scale = getattr(args, "scale", None)
+    if model_path is None:
+        if getattr(args, "config", None):
+            raise CnncalcError("--config needs a model file. Expected MODEL.weights.h5 --config MODEL.json. Received --config alone")
+        job = chapter_example()
+        if inputs:
+            job.raw, job.labels = read_inputs(inputs, job.model.input_shape, getattr(args, "resize", False)), None
+            job.scale = scale
+        elif scale is not None:
+            job.scale = scale
+        parse_scale(job.scale)
+        return job
+    from cnncalc.loader import load_model
+
+    model = load_model(model_path, getattr(args, "config", None))
+    if not inputs:
+        if need_inputs:
+            raise CnncalcError(f"No input for {model_path}. Expected --input FILE (.npy, .csv, .json, .png or .jpg) of shape {model.input_shape}. Received none")
+        return Example(str(model_path), str(model_path), model, None, scale)
+    parse_scale(scale)
+    raw = read_inputs(inputs, model.input_shape, getattr(args, "resize", False))
+    return Example(str(model_path), f"cnncalc worked example: {model_path}", model, raw, scale)
 
 
-def print_predictions(probs, labels=None):
+def print_predictions(out, labels=None):
+    """A table: one row a sample, its outputs (probabilities after a softmax) and the predicted class."""
+    import numpy as np
     from tabulate import tabulate
 
+    out = out.reshape(out.shape[0], -1)
+    probabilities = bool(np.all(out >= 0) and np.allclose(out.sum(axis=1), 1))
     rows = []
-    for n, p in enumerate(probs):
+    for n, p in enumerate(out):
         row = [f"Sample {n + 1}", *(f"{v:.7f}" for v in p), int(p.argmax())]
         if labels is not None:
             row.append(labels[n])
         rows.append(row)
-    headers = ["sample", *(f"p(class {j})" for j in range(probs.shape[1])), "predicted class"]
+    headers = ["sample", *((f"p(class {j})" if probabilities else f"output {j}") for j in range(out.shape[1])), "predicted class"]
     if labels is not None:
         headers.append("label")
     print(tabulate(rows, headers=headers, disable_numparse=True))
@@ -119,12 +200,32 @@ def build_parser():
     p.add_argument("-o", "--output", default="cnn_simple_example.xlsx", help="where to write (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
 
+    def model_args(p, inputs=True):
+        p.add_argument("model", nargs="?", help="a Keras model file: .keras, .h5, or .weights.h5 with --config (default: the chapter's toy CNN)")
+        p.add_argument("--config", metavar="JSON", help="the architecture (model.to_json()) for a .weights.h5 file")
+        if inputs:
+            p.add_argument("--input", nargs="+", metavar="FILE", help="input files: .npy, .csv, .json, .png, .jpg")
+            p.add_argument("--scale", metavar="S", help="multiply inputs by S, e.g. 1/255 (a formula step in the workbook)")
+            p.add_argument("--resize", action="store_true", help="resize images to the model's input size")
+
+    p = add("build", cmd_build, "write the workbook for a Keras model and inputs")
+    model_args(p)
+    p.add_argument("-o", "--output", required=True, help="the workbook to write (.xlsx)")
+    p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+
     p = add("summary", cmd_summary, "print the model summary as Keras does")
-    p.add_argument("model", nargs="?", help="a model file (default: the chapter's toy CNN)")
+    model_args(p, inputs=False)
 
     p = add("predict", cmd_predict, "print the model's predictions")
-    p.add_argument("model", nargs="?", help="a model file (default: the chapter's toy CNN)")
+    model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--float32", action="store_true", help="compute in float32, as Keras does (default float64)")
+
+    p = add("new", cmd_new, "make a new Keras model file from a short layer list")
+    p.add_argument("spec", help="a JSON layer list (see the description)")
+    p.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    p.add_argument("--seed", type=int, help="random seed for the initial weights (default: the spec's seed, else 0)")
+    p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
 
     p = add("verify", cmd_verify, "recalculate a workbook in LibreOffice and compare with the engine")
     p.add_argument("workbook", help="a workbook written by cnncalc")

@@ -10,14 +10,13 @@ over the previous panel and the Weights sheet, and carries the engine's value as
 from dataclasses import dataclass, field
 import datetime
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from cnncalc import formulas, ops
 from cnncalc.cells import Block, Cell, Placement, WorkbookPlan, a1, cells_block
 from cnncalc.errors import CnncalcError
+from cnncalc.files import atomic_output
 from cnncalc.inputs import parse_scale
 from cnncalc.layers import Conv2D
 
@@ -156,7 +155,8 @@ def plan_weights(sheet, model):
                 sheet.add(Block(top, 0, arr.shape[0], 1, lambda r, c: Cell(f"input {r}", style="index")))
             elif layout == "row":
                 for j in range(arr.shape[0]):
-                    heads[(top - 1, 1 + j)] = Cell(f"{'filter' if isinstance(layer, Conv2D) else 'unit'} {j}", style="header")
+                    kind = "filter" if isinstance(layer, Conv2D) else "unit" if layer.class_name == "Dense" else "channel"
+                    heads[(top - 1, 1 + j)] = Cell(f"{kind} {j}", style="header")
                 heads[(top, 0)] = Cell(wname, style="index")
             sheet.add(cells_block(heads))
             sheet.add(p.block(lambda idx, arr=arr: Cell(float(arr[idx]), style="weight")))
@@ -183,30 +183,25 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
         layer = t.layer
         w = {wname: weights[(layer.name, wname)] for wname in layer.weights}
         label = f"{layer.name} ({layer.class_name})"
+        act = getattr(layer, "activation", "linear")
+        if layer.class_name == "Activation" and act in VECTOR_ACTIVATIONS:  # the steps take the input as z
+            x = plan_vector_activation(sp, x, act, name, label)
+            continue
         if isinstance(layer, Conv2D):
             pads = layer.input_padding(t.input_shape)
             if any(pads[0] + pads[1]):
                 x = plan_zero_padding(sp, x, pads, name, label)
-        if layer.class_name == "Conv2D":
-            values, caption = t.pre[n], "z = Σ SUMPRODUCT(window, kernel) + bias"
-        elif layer.class_name == "Dense":
-            values, caption = t.pre[n], "z = SUMPRODUCT(input, kernel column) + bias"
-        elif layer.class_name == "Flatten":
-            values, caption = t.out[n], "row-major over (row, column, channel)"
-        else:
-            values, caption = t.out[n], f"{layer.function} of each {layer.pool_size[0]}×{layer.pool_size[1]} window, stride {layer.strides[0]}"
-        headers = [f"filter {f}" for f in range(t.output_shape[-1])] if layer.class_name == "Conv2D" else []
-        title = f"{label}{' pre-activation' if t.pre is not None else ''}"
-        z = sp.add(Panel(title, caption, sp.place(t.output_shape), values,
+        headers = [f"filter {f}" for f in range(t.output_shape[-1])] if isinstance(layer, Conv2D) else []
+        z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer), sp.place(t.output_shape),
+                         t.out[n] if t.pre is None else t.pre[n],
                          lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers))
-        if t.pre is not None and layer.activation == "softmax":
-            x = plan_softmax(sp, z, t.out[n], name, label)
-        elif t.pre is not None and layer.activation != "linear":
-            x = sp.add(Panel(f"{label} {layer.activation}", f"a = {formulas.activation(layer.activation, 'z')}",
-                             sp.place(t.output_shape), t.out[n],
-                             lambda idx, z=z, act=layer.activation: formulas.activation(act, z.ref(idx, name)), headers=headers))
-        else:
+        if t.pre is None or act == "linear":
             x = z
+        elif act in VECTOR_ACTIVATIONS:
+            x = plan_vector_activation(sp, z, act, name, label)
+        else:
+            x = sp.add(Panel(f"{label} {act}", f"a = {formulas.activation(act, 'z')}", sp.place(t.output_shape), t.out[n],
+                             lambda idx, z=z, act=act: formulas.activation(act, z.ref(idx, name)), headers=headers))
     if len(x.shape) == 1:
         plan_prediction(sp, x, traces[-1].out[n], name)
     return raw_p, (x, traces[-1].out[n])
@@ -234,10 +229,20 @@ def x_values(sp, placement):
     raise AssertionError("placement not planned")
 
 
-def plan_softmax(sp, z, probs, name, label):
-    """Softmax as the spreadsheet does it: m = MAX(z), e = EXP(z - m), s = SUM(e), p = e / s."""
+VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+def plan_vector_activation(sp, z, act, name, label):
+    """Softmax as a spreadsheet does it: m = MAX(z), e = EXP(z - m), s = SUM(e), then p = e / s
+    (log_softmax: z - m - LN(s)), subtracting the max as Keras does."""
+    if len(z.shape) != 1:
+        raise CnncalcError(f"Layer {label} applies {act} to a tensor of shape {z.shape}. Expected a vector (units,) "
+                           "for the workbook: add a Flatten or GlobalAveragePooling2D before it")
     zv = x_values(sp, z)
-    m, e, s, p = ops.softmax_steps(zv)
+    if act == "softmax":
+        m, e, s, out = ops.softmax_steps(zv)
+    else:
+        m, e, s, out = ops.log_softmax_steps(zv)
     k = z.shape[0]
     e_p = sp.place((k,))
     m_ref, s_ref = a1(TOP + k + 1, e_p.left, absolute=True), a1(TOP + k + 2, e_p.left, absolute=True)
@@ -248,8 +253,37 @@ def plan_softmax(sp, z, probs, name, label):
         (TOP + k + 2, e_p.left - 1): Cell("s = Σ e", style="index"),
         (TOP + k + 2, e_p.left): Cell(float(s[0]), "=" + formulas.softmax_sum(e_p.span((0,), (k - 1,), name)), "value"),
     }))
-    p_p = sp.place((k,))
-    return sp.add(Panel(f"{label} softmax", "p = e / s", p_p, p, lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob"))
+    if act == "softmax":
+        return sp.add(Panel(f"{label} softmax", "p = e / s", sp.place((k,)), out,
+                            lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob"))
+    return sp.add(Panel(f"{label} log_softmax", "z - m - LN(s)", sp.place((k,)), out,
+                        lambda idx: formulas.log_softmax(z.ref(idx, name), m_ref, s_ref)))
+
+
+CAPTIONS = {
+    "Conv2D": "z = Σ SUMPRODUCT(window, kernel) + bias",
+    "Dense": "z = SUMPRODUCT(input, kernel column) + bias",
+    "Flatten": "row-major over (row, column, channel)",
+    "Reshape": "the same numbers, row-major, in a new shape",
+    "GlobalMaxPooling2D": "MAX of each channel's whole map",
+    "GlobalAveragePooling2D": "AVERAGE of each channel's whole map",
+    "Dropout": "identity: dropout acts only in training",
+    "SpatialDropout2D": "identity: dropout acts only in training",
+    "BatchNormalization": "(x - moving_mean) / SQRT(moving_variance + ε) × gamma + beta",
+    "Rescaling": "x × scale + offset",
+    "ZeroPadding2D": "the input surrounded by zeros",
+}
+
+
+def caption(layer):
+    """One line under a panel's title: what each of its cells computes."""
+    if layer.class_name in ("MaxPooling2D", "AveragePooling2D"):
+        (ph, pw), (sh, sw) = layer.pool_size, layer.strides
+        return f"{layer.function} of each {ph}×{pw} window, stride {sh}" + ("" if sh == sw else f"×{sw}")
+    if layer.class_name in CAPTIONS:
+        return CAPTIONS[layer.class_name]
+    act = getattr(layer, "activation", None)
+    return f"a = {formulas.activation(act, 'x')}" if act and act not in VECTOR_ACTIVATIONS else layer.class_name
 
 
 def plan_prediction(sp, out, values, name):
@@ -380,17 +414,7 @@ def write_plan(plan, path, force=False):
     """Write the plan to `path` through a temporary file in the same folder, renamed at the end."""
     import xlsxwriter
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path) and not force:
-        raise CnncalcError(f"{path} already exists. Expected a new file name. Use --force to overwrite it")
-    if not os.path.isdir(folder):
-        raise CnncalcError(f"Cannot write {path}: folder {folder} does not exist. Expected an existing folder")
-    if not os.access(folder, os.W_OK):
-        raise CnncalcError(f"Cannot write {path}: folder {folder} is not writable. Expected a folder you can write to")
-    fd, tmp = tempfile.mkstemp(prefix=".cnncalc-", suffix=".xlsx", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, force) as tmp:
         wb = xlsxwriter.Workbook(tmp, {"constant_memory": True, "strings_to_formulas": False,
                                        "strings_to_numbers": False, "strings_to_urls": False})
         # A fixed creation date: the same model and inputs give the same bytes.
@@ -418,9 +442,4 @@ def write_plan(plan, path, force=False):
                     elif cell.value is not None:
                         ws.write_number(r, c, cell.value, fmt)
         wb.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

@@ -72,8 +72,13 @@ def keras_summary_rows(model):
     rows = []
     for line in "\n".join(lines).splitlines():
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if line.startswith("│") and len(cells) == 3:
+        if not (line.startswith("│") and len(cells) == 3):
+            continue
+        if cells[2]:
             rows.append((cells[0], cells[1], int(cells[2].replace(",", ""))))
+        else:  # Keras wrapped a long cell onto the next line: join it back at the space it broke
+            name, shape, params = rows[-1]
+            rows[-1] = (" ".join(filter(None, (name, cells[0]))), " ".join(filter(None, (shape, cells[1]))), params)
     return rows, "\n".join(lines)
 
 
