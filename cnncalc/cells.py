@@ -119,6 +119,7 @@ class SheetPlan:
     freeze: tuple | None = None
     hidden: bool = False
     tab_color: str | None = None
+    protect: bool = False  # locked cells read-only (no password); unlocked styles stay editable
 
     def add(self, block):
         if block.bottom > MAX_ROWS or block.right > MAX_COLS:

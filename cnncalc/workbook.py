@@ -33,15 +33,22 @@ def sample_sheet_name(n):
 
 @dataclass
 class Panel:
-    """One step on a sample sheet: a tensor (batch-less values) and how each element is computed."""
+    """One step on a sample sheet: a tensor (batch-less values) and how each element is computed.
+
+    `step` says what the panel is ("input", "scaled", "padded", "pre", "activation", "output",
+    "softmax_max", "softmax_exp", "softmax_sum", "softmax", "log_softmax", "class", "class_value"),
+    `layer` the layer it belongs to (None for the input steps and the prediction).
+    """
 
     title: str
     caption: str
     placement: Placement
     values: np.ndarray
-    formula: object = None  # idx -> formula text without '=', or None for given constants
+    formula: object = None  # idx -> formula text without '=', or None for a given constant
     style: str = "value"
-    headers: list = field(default_factory=list)  # [(row, col, text)]
+    headers: list = field(default_factory=list)  # one label per channel of a grid
+    step: str = "output"
+    layer: object = None
 
 
 def tensor_layout(shape):
@@ -67,6 +74,7 @@ class SamplePlanner:
         return Placement(self.sheet.name, TOP, left, shape, layout)
 
     def add(self, panel):
+        """Place a panel with its title, caption and headers; the next one goes to its right."""
         p = panel.placement
         first = p.left - (1 if p.layout == "column" else 0)
         if p.layout == "grid":
@@ -78,20 +86,26 @@ class SamplePlanner:
             self.sheet.add(Block(TOP, first, p.shape[0], 1, lambda r, c: Cell(r, style="index")))
             self.sheet.add(cells_block({(TOP - 1, first): Cell("#", style="header"), (TOP - 1, p.left): Cell("value", style="header")}))
         self.sheet.add(cells_block({(0, first): Cell(panel.title, style="title"), (1, first): Cell(panel.caption, style="caption")}))
+        self.add_cells(panel)
+        width = p.left + p.extent[1] - first
+        fit_widths(self.sheet, first, width, max(len(panel.title), min(len(panel.caption), 36)))
+        self.col = first + width + 1
+        return p
+
+    def add_cells(self, panel):
+        """Only the panel's cells (no title or headers): for single cells placed beside a panel."""
 
         def cell(idx):
-            v = float(panel.values[idx])
+            v = panel.values[idx]
+            v = int(v) if panel.step == "class" else float(v)
             f = panel.formula(idx) if panel.formula else None
             if f is None:  # a given number (input, or a padding zero)
                 return Cell(v, style=panel.style if panel.formula is None else "pad")
             return Cell(v, "=" + f, panel.style)
 
-        self.sheet.add(p.block(cell))
-        width = p.left + p.extent[1] - first
-        fit_widths(self.sheet, first, width, max(len(panel.title), min(len(panel.caption), 36)))
-        self.col = first + width + 1
+        self.sheet.add(panel.placement.block(cell))
         self.panels.append(panel)
-        return p
+        return panel.placement
 
 
 def fit_widths(sheet, first, width, text_len):
@@ -174,40 +188,43 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
     shape = model.input_shape
     if len(shape) == 2:  # a (H, W) grayscale model input is shown as one channel
         raise CnncalcError(f"Input shape {shape} is not supported yet. Expected (height, width, channels) or (features,)")
-    raw_p = sp.add(Panel("Input (raw)", "the numbers as given", sp.place(shape), raw, style="input"))
+    raw_p = sp.add(Panel("Input (raw)", "the numbers as given", sp.place(shape), raw, style="input", step="input"))
     x = raw_p
     if factor != 1.0:
         x = sp.add(Panel(f"Scaled input = raw × {scale_text}", f"each cell: ={formulas.scale('raw', factor)}",
-                         sp.place(shape), raw * factor, lambda idx, x=x: formulas.scale(x.ref(idx, name), factor)))
+                         sp.place(shape), raw * factor, lambda idx, x=x: formulas.scale(x.ref(idx, name), factor), step="scaled"))
     for t in traces:
         layer = t.layer
         w = {wname: weights[(layer.name, wname)] for wname in layer.weights}
         label = f"{layer.name} ({layer.class_name})"
         act = getattr(layer, "activation", "linear")
         if layer.class_name == "Activation" and act in VECTOR_ACTIVATIONS:  # the steps take the input as z
-            x = plan_vector_activation(sp, x, act, name, label)
+            x = plan_vector_activation(sp, x, act, name, label, layer)
             continue
         if isinstance(layer, Conv2D):
             pads = layer.input_padding(t.input_shape)
             if any(pads[0] + pads[1]):
-                x = plan_zero_padding(sp, x, pads, name, label)
+                x = plan_zero_padding(sp, x, pads, name, label, layer)
         headers = [f"filter {f}" for f in range(t.output_shape[-1])] if isinstance(layer, Conv2D) else []
         z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer), sp.place(t.output_shape),
                          t.out[n] if t.pre is None else t.pre[n],
-                         lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers))
+                         lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers,
+                         step="output" if t.pre is None else "pre", layer=layer))
         if t.pre is None or act == "linear":
             x = z
         elif act in VECTOR_ACTIVATIONS:
-            x = plan_vector_activation(sp, z, act, name, label)
+            x = plan_vector_activation(sp, z, act, name, label, layer)
         else:
             x = sp.add(Panel(f"{label} {act}", f"a = {formulas.activation(act, 'z')}", sp.place(t.output_shape), t.out[n],
-                             lambda idx, z=z, act=act: formulas.activation(act, z.ref(idx, name)), headers=headers))
+                             lambda idx, z=z, act=act: formulas.activation(act, z.ref(idx, name)), headers=headers,
+                             step="activation", layer=layer))
     if len(x.shape) == 1:
         plan_prediction(sp, x, traces[-1].out[n], name)
+    sheet.panels = sp.panels
     return raw_p, (x, traces[-1].out[n])
 
 
-def plan_zero_padding(sp, x, pads, name, label):
+def plan_zero_padding(sp, x, pads, name, label, layer):
     """A panel with the input surrounded by zeros, so every conv window is one contiguous range."""
     (top, bottom), (left, right) = pads
     h, w, _ = x.shape
@@ -219,7 +236,7 @@ def plan_zero_padding(sp, x, pads, name, label):
 
     values = np.pad(x_values(sp, x), ((top, bottom), (left, right), (0, 0)))
     return sp.add(Panel(f"{label} zero-padded input", f"'same' padding: {top}/{bottom} rows, {left}/{right} columns of zeros",
-                        sp.place(values.shape), values, formula))
+                        sp.place(values.shape), values, formula, step="padded", layer=layer))
 
 
 def x_values(sp, placement):
@@ -232,7 +249,7 @@ def x_values(sp, placement):
 VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
 
 
-def plan_vector_activation(sp, z, act, name, label):
+def plan_vector_activation(sp, z, act, name, label, layer):
     """Softmax as a spreadsheet does it: m = MAX(z), e = EXP(z - m), s = SUM(e), then p = e / s
     (log_softmax: z - m - LN(s)), subtracting the max as Keras does."""
     if len(z.shape) != 1:
@@ -245,19 +262,22 @@ def plan_vector_activation(sp, z, act, name, label):
         m, e, s, out = ops.log_softmax_steps(zv)
     k = z.shape[0]
     e_p = sp.place((k,))
-    m_ref, s_ref = a1(TOP + k + 1, e_p.left, absolute=True), a1(TOP + k + 2, e_p.left, absolute=True)
-    sp.add(Panel(f"{label} exp(z − max z)", "e = EXP(z - m)", e_p, e, lambda idx: formulas.softmax_exp(z.ref(idx, name), m_ref)))
-    sp.sheet.add(cells_block({
-        (TOP + k + 1, e_p.left - 1): Cell("m = max z", style="index"),
-        (TOP + k + 1, e_p.left): Cell(float(m[0]), "=" + formulas.softmax_max(z.span((0,), (k - 1,), name)), "value"),
-        (TOP + k + 2, e_p.left - 1): Cell("s = Σ e", style="index"),
-        (TOP + k + 2, e_p.left): Cell(float(s[0]), "=" + formulas.softmax_sum(e_p.span((0,), (k - 1,), name)), "value"),
-    }))
+    m_p = Placement(sp.sheet.name, TOP + k + 1, e_p.left, (1,), "column")
+    s_p = Placement(sp.sheet.name, TOP + k + 2, e_p.left, (1,), "column")
+    m_ref, s_ref = m_p.ref((0,), name, absolute=True), s_p.ref((0,), name, absolute=True)
+    sp.add(Panel(f"{label} exp(z − max z)", "e = EXP(z - m)", e_p, e, lambda idx: formulas.softmax_exp(z.ref(idx, name), m_ref),
+                 step="softmax_exp", layer=layer))
+    sp.sheet.add(cells_block({(m_p.top, m_p.left - 1): Cell("m = max z", style="index"),
+                              (s_p.top, s_p.left - 1): Cell("s = Σ e", style="index")}))
+    sp.add_cells(Panel("m = max z", "", m_p, np.reshape(m, (1,)), lambda idx: formulas.softmax_max(z.span((0,), (k - 1,), name)),
+                       step="softmax_max", layer=layer))
+    sp.add_cells(Panel("s = Σ e", "", s_p, np.reshape(s, (1,)), lambda idx: formulas.softmax_sum(e_p.span((0,), (k - 1,), name)),
+                       step="softmax_sum", layer=layer))
     if act == "softmax":
         return sp.add(Panel(f"{label} softmax", "p = e / s", sp.place((k,)), out,
-                            lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob"))
+                            lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob", step="softmax", layer=layer))
     return sp.add(Panel(f"{label} log_softmax", "z - m - LN(s)", sp.place((k,)), out,
-                        lambda idx: formulas.log_softmax(z.ref(idx, name), m_ref, s_ref)))
+                        lambda idx: formulas.log_softmax(z.ref(idx, name), m_ref, s_ref), step="log_softmax", layer=layer))
 
 
 CAPTIONS = {
@@ -294,12 +314,13 @@ def plan_prediction(sp, out, values, name):
         (0, col): Cell("Prediction", style="title"),
         (1, col): Cell("argmax of the last layer", style="caption"),
         (TOP, col): Cell("class", style="index"),
-        (TOP, col + 1): Cell(int(np.argmax(values)), "=" + formulas.argmax(span), "class"),
         (TOP + 1, col): Cell("output", style="index"),
-        (TOP + 1, col + 1): Cell(float(np.max(values)), f"=MAX({span})", "prob"),
     }))
+    sp.add_cells(Panel("class", "", Placement(name, TOP, col + 1, (1,), "column"), np.array([np.argmax(values)]),
+                       lambda idx: formulas.argmax(span), style="class", step="class"))
+    sp.add_cells(Panel("output", "", Placement(name, TOP + 1, col + 1, (1,), "column"), np.array([np.max(values)]),
+                       lambda idx: f"MAX({span})", style="prob", step="class_value"))
     fit_widths(sp.sheet, col, 2, 24)
-    sp.prediction = (TOP, col + 1)
 
 
 def plan_summary(sheet, model, outputs, labels):
@@ -406,6 +427,8 @@ STYLES = {
     "value": {"num_format": "0.000000", "border": 1, "border_color": "#BFBFBF"},
     "prob": {"num_format": "0.000000", "bold": True, "border": 1, "border_color": "#BFBFBF"},
     "pad": {"num_format": "0", "font_color": "#A6A6A6", "bg_color": "#F2F2F2", "border": 1, "border_color": "#D9D9D9"},
+    "answer": {"num_format": "General", "locked": False, "bg_color": "#FFFFFF", "border": 1, "border_color": "#2F5597"},
+    "answer_text": {"locked": False, "bg_color": "#FFFFFF", "bottom": 1, "border_color": "#2F5597"},
     "class": {"num_format": "0", "bold": True, "bg_color": "#E2EFDA", "border": 2, "align": "center"},
 }
 
@@ -428,6 +451,8 @@ def write_plan(plan, path, force=False):
                 ws.freeze_panes(*sp.freeze)
             if sp.hidden:
                 ws.hide()
+            if sp.protect:  # no password: it guards against slips, not people
+                ws.protect("", {"format_columns": True, "format_rows": True, "select_locked_cells": True, "select_unlocked_cells": True})
             ws.set_landscape()
             ws.fit_to_pages(1, 0)  # printed (or rendered to PDF) one page wide
             for r0, c0, r1, c1 in sp.color_scales:
@@ -441,5 +466,7 @@ def write_plan(plan, path, force=False):
                         ws.write_string(r, c, cell.value, fmt)
                     elif cell.value is not None:
                         ws.write_number(r, c, cell.value, fmt)
+                    else:  # an empty cell that still has a look (e.g. an unlocked answer cell)
+                        ws.write_blank(r, c, None, fmt)
         wb.close()
     return path
