@@ -120,6 +120,8 @@ class SheetPlan:
     hidden: bool = False
     tab_color: str | None = None
     protect: bool = False  # locked cells read-only (no password); unlocked styles stay editable
+    outlines: list = field(default_factory=list)  # (r0, c0, r1, c1): a thick frame around these cells
+    charts: list = field(default_factory=list)  # dicts: title, values and categories (r0, c0, r1, c1), anchor (row, col)
 
     def add(self, block):
         if block.bottom > MAX_ROWS or block.right > MAX_COLS:

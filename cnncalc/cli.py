@@ -6,6 +6,7 @@ the user's files (one line on stderr: "cnncalc: error: ..."); 130 interrupted.
 
 import argparse
 import json
+import os
 import sys
 
 from cnncalc.errors import CnncalcError
@@ -14,21 +15,63 @@ EXIT_OK, EXIT_DIFFERS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def cmd_example(args):
-    """Write the chapter's worked example: the toy CNN on both samples, every step a live formula.
+    """Write one of the chapter's worked examples (default: the toy CNN on both samples), every step a live formula.
+
+    `cnncalc examples` lists them.
 
     Example:
       cnncalc example                      # writes cnn_simple_example.xlsx
-      cnncalc example -o book.xlsx --force
+      cnncalc example conv_basic -o conv.xlsx
+      cnncalc example two_filters --png maps/
     """
-    from cnncalc.examples import chapter_example
+    from cnncalc.examples import get_example
+
+    ex = get_example(args.name)
+    output = args.output or f"{ex.name}.xlsx"
+    write_example(ex, output, args.force, args.png)
+    print(f"wrote {output}")
+    if ex.model.output_shape[-1] > 1 and len(ex.model.output_shape) == 1:
+        print_predictions(ex.model.predict(ex.x), ex.labels)
+    return EXIT_OK
+
+
+def write_example(ex, output, force=False, png=None):
     from cnncalc.files import check_output
     from cnncalc.workbook import plan_workbook, write_plan
 
-    check_output(args.output, args.force)
-    ex = chapter_example()
-    write_plan(plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels), args.output, force=args.force)
-    print(f"wrote {args.output}")
-    print_predictions(ex.model.predict(ex.x), ex.labels)
+    check_output(output, force)
+    plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels)
+    write_plan(plan, output, force=force)
+    if png:
+        from cnncalc.pictures import write_feature_maps
+
+        for path in write_feature_maps(plan, png):
+            print(f"wrote {path}")
+
+
+def cmd_examples(args):
+    """List the chapter's worked examples, or write them all with --all --out DIR.
+
+    Example:
+      cnncalc examples
+      cnncalc examples --all --out workbooks --force
+    """
+    from tabulate import tabulate
+
+    from cnncalc.examples import CATALOGUE, SECTIONS, get_example
+
+    if not args.all:
+        rows = [(name, blurb, SECTIONS[section]) for name, (section, blurb, _) in CATALOGUE.items()]
+        print(tabulate(rows, headers=["name", "what it shows", "chapter section"]))
+        return EXIT_OK
+    import os
+
+    if not os.path.isdir(args.out):
+        raise CnncalcError(f"Cannot write the examples: folder {args.out} does not exist. Expected an existing folder. Received --out {args.out}")
+    for name in CATALOGUE:
+        path = os.path.join(args.out, f"{name}.xlsx")
+        write_example(get_example(name), path, args.force, args.png)
+        print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -122,6 +165,26 @@ def cmd_verify(args):
     return EXIT_OK if report.ok else EXIT_DIFFERS
 
 
+def cmd_explain(args):
+    """Write out a small convolution or pooling window by window, as the chapter does.
+
+    Example:
+      cnncalc explain conv --a "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16" --b "1 2; 3 4"
+      cnncalc explain conv --a "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16" --b "1 2; 3 4" --stride 2 --lang zh
+      cnncalc explain pool --a "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16" --size 2 --mode avg
+    """
+    from cnncalc.explain import explain_conv, explain_pool
+    from cnncalc.inputs import parse_matrix
+
+    a = parse_matrix(args.a)
+    if args.op == "conv":
+        text, _ = explain_conv(a, parse_matrix(args.b), args.stride, args.padding, args.bias, args.activation, args.lang)
+    else:
+        text, _ = explain_pool(a, args.size, args.stride, args.mode, args.lang)
+    print(text)
+    return EXIT_OK
+
+
 def read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -196,9 +259,17 @@ def build_parser():
         p.set_defaults(func=func)
         return p
 
-    p = add("example", cmd_example, "write the chapter's worked-example workbook")
-    p.add_argument("-o", "--output", default="cnn_simple_example.xlsx", help="where to write (default: %(default)s)")
+    p = add("example", cmd_example, "write one of the chapter's worked examples (default: the toy CNN)")
+    p.add_argument("name", nargs="?", default="cnn_simple_example", help="which example (see `cnncalc examples`; default %(default)s)")
+    p.add_argument("-o", "--output", help="where to write (default: NAME.xlsx)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
+
+    p = add("examples", cmd_examples, "list the chapter's worked examples, or write them all")
+    p.add_argument("--all", action="store_true", help="write every example")
+    p.add_argument("--out", default=".", help="folder for --all (default: the current folder)")
+    p.add_argument("--force", action="store_true", help="overwrite files that exist")
+    p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
 
     def model_args(p, inputs=True):
         p.add_argument("model", nargs="?", help="a Keras model file: .keras, .h5, or .weights.h5 with --config (default: the chapter's toy CNN)")
@@ -227,6 +298,26 @@ def build_parser():
     p.add_argument("--seed", type=int, help="random seed for the initial weights (default: the spec's seed, else 0)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
 
+    p = add("explain", cmd_explain, "write out a small convolution or pooling step by step")
+    ops = p.add_subparsers(dest="op", metavar="OP", required=True)
+    conv = ops.add_parser("conv", help="convolve matrix A with kernel B", description=cmd_explain.__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    conv.add_argument("--a", required=True, help='the input matrix, rows separated by ";", e.g. "1 2 3; 4 5 6; 7 8 9"')
+    conv.add_argument("--b", required=True, help='the kernel, e.g. "1 2; 3 4"')
+    conv.add_argument("--stride", type=int, default=1, help="stride (default 1)")
+    conv.add_argument("--padding", choices=["valid", "same"], default="valid", help="Keras padding (default valid)")
+    conv.add_argument("--bias", type=float, help="a bias added to each output")
+    conv.add_argument("--activation", choices=["relu", "linear"], help="apply ReLU to the result")
+    pool = ops.add_parser("pool", help="pool matrix A", description=cmd_explain.__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    pool.add_argument("--a", required=True, help='the input matrix, rows separated by ";"')
+    pool.add_argument("--size", type=int, default=2, help="window size (default 2)")
+    pool.add_argument("--stride", type=int, help="stride (default: the window size, as Keras)")
+    pool.add_argument("--mode", choices=["max", "avg", "sum"], default="max", help="max, avg or sum (default max)")
+    for q in (conv, pool):
+        q.add_argument("--lang", choices=["en", "zh"], default="en", help="labels in English or Chinese (the chapter's language)")
+        q.set_defaults(func=cmd_explain)
+
     p = add("verify", cmd_verify, "recalculate a workbook in LibreOffice and compare with the engine")
     p.add_argument("workbook", help="a workbook written by cnncalc")
     p.add_argument("--keep", metavar="PATH", help="also save LibreOffice's recalculated copy here")
@@ -249,6 +340,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("cnncalc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

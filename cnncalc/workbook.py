@@ -206,10 +206,13 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
             if any(pads[0] + pads[1]):
                 x = plan_zero_padding(sp, x, pads, name, label, layer)
         headers = [f"filter {f}" for f in range(t.output_shape[-1])] if isinstance(layer, Conv2D) else []
+        conv_input = x
         z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer), sp.place(t.output_shape),
                          t.out[n] if t.pre is None else t.pre[n],
                          lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers,
                          step="output" if t.pre is None else "pre", layer=layer))
+        if isinstance(layer, Conv2D) and not sheet.outlines:
+            outline_window(sheet, layer, conv_input, z)
         if t.pre is None or act == "linear":
             x = z
         elif act in VECTOR_ACTIVATIONS:
@@ -222,6 +225,14 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
         plan_prediction(sp, x, traces[-1].out[n], name)
     sheet.panels = sp.panels
     return raw_p, (x, traces[-1].out[n])
+
+
+def outline_window(sheet, layer, x, z):
+    """Frame output cell (0, 0) of filter 0 and, for each input channel, the window it reads (a dilated kernel: its span)."""
+    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
+    for c in range(x.shape[2]):
+        sheet.outlines.append((*x.pos((0, 0, c)), *x.pos(((kh - 1) * dh, (kw - 1) * dw, c))))
+    sheet.outlines.append((*z.pos((0, 0, 0)), *z.pos((0, 0, 0))))
 
 
 def plan_zero_padding(sp, x, pads, name, label, layer):
@@ -321,6 +332,12 @@ def plan_prediction(sp, out, values, name):
     sp.add_cells(Panel("output", "", Placement(name, TOP + 1, col + 1, (1,), "column"), np.array([np.max(values)]),
                        lambda idx: f"MAX({span})", style="prob", step="class_value"))
     fit_widths(sp.sheet, col, 2, 24)
+    k = out.shape[0]
+    sp.sheet.charts.append({
+        "title": "output of the last layer", "anchor": (TOP + 3, col),
+        "values": (out.top, out.left, out.top + k - 1, out.left),
+        "categories": (out.top, out.left - 1, out.top + k - 1, out.left - 1),
+    })
 
 
 def plan_summary(sheet, model, outputs, labels):
@@ -433,6 +450,45 @@ STYLES = {
 }
 
 
+FRAME = {"color": "#C00000", "width": 5}  # a thick red frame (XlsxWriter border style 5)
+
+
+def frame_sides(outlines):
+    """{(row, col): frozenset of 'top'/'bottom'/'left'/'right'} for the edge cells of each outlined rectangle."""
+    sides = {}
+    for r0, c0, r1, c1 in outlines:
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                edge = {s for s, on in (("top", r == r0), ("bottom", r == r1), ("left", c == c0), ("right", c == c1)) if on}
+                if edge:
+                    sides[(r, c)] = sides.get((r, c), frozenset()) | edge
+    return sides
+
+
+def framed(wb, formats, style, sides):
+    """The cell's style plus a thick frame on the given sides (made once per combination)."""
+    key = (style, sides)
+    if key not in formats:
+        props = dict(STYLES[style])
+        for side in sides:
+            props[side], props[f"{side}_color"] = FRAME["width"], FRAME["color"]
+        formats[key] = wb.add_format(props)
+    return formats[key]
+
+
+def column_chart(wb, sheet_name, spec):
+    """A native column chart of one vector (e.g. the softmax probabilities), labelled by class index."""
+    chart = wb.add_chart({"type": "column"})
+    chart.add_series({"name": spec["title"], "values": [sheet_name, *spec["values"]],
+                      "categories": [sheet_name, *spec["categories"]], "fill": {"color": "#F4B183"},
+                      "data_labels": {"value": True, "num_format": "0.000"}})
+    chart.set_title({"name": spec["title"]})
+    chart.set_legend({"none": True})
+    chart.set_x_axis({"name": "class"})
+    chart.set_size({"width": 400, "height": 260})
+    return chart
+
+
 def write_plan(plan, path, force=False):
     """Write the plan to `path` through a temporary file in the same folder, renamed at the end."""
     import xlsxwriter
@@ -457,9 +513,12 @@ def write_plan(plan, path, force=False):
             ws.fit_to_pages(1, 0)  # printed (or rendered to PDF) one page wide
             for r0, c0, r1, c1 in sp.color_scales:
                 ws.conditional_format(r0, c0, r1, c1, {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"})
+            for chart in sp.charts:
+                ws.insert_chart(*chart["anchor"], column_chart(wb, sp.name, chart))
+            frames = frame_sides(sp.outlines)
             for r, row in sp.rows():
                 for c, cell in row:
-                    fmt = formats[cell.style]
+                    fmt = formats[cell.style] if (r, c) not in frames else framed(wb, formats, cell.style, frames[(r, c)])
                     if cell.formula is not None:
                         ws.write_formula(r, c, cell.formula, fmt, cell.value if cell.value is not None else 0)
                     elif isinstance(cell.value, str):
