@@ -1,10 +1,12 @@
 """Small builders for spreadsheet formula text (without the leading '=').
 
-Only functions every spreadsheet engine has: SUMPRODUCT, SUM, MAX, MIN, EXP, LN, IF, TANH, MATCH, AVERAGE.
+Only functions every spreadsheet engine has: + - * / ^, SUMPRODUCT, SUM, AVERAGE, MAX, MIN, ABS, EXP, LN,
+SQRT, TANH, ERF, IF, MATCH. `x` below is the text of one cell reference, such as 'B4' or "'Sample 1'!B4".
 """
 
 from fractions import Fraction
 
+from cnncalc import ops
 from cnncalc.errors import CnncalcError
 
 
@@ -41,18 +43,84 @@ def scale(ref, factor):
     return f"{ref}*{number(factor)}"
 
 
-def activation(name, x):
-    """Element-wise activation of the cell x (softmax is not element-wise: see softmax_* below)."""
-    if name == "linear":
-        return x
-    elif name == "relu":
-        return f"MAX(0,{x})"
-    elif name == "sigmoid":
-        return f"1/(1+EXP(-{x}))"
-    elif name == "tanh":
-        return f"TANH({x})"
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras relu: 'MAX(0,x)'; with options 'IF(x>threshold,MIN(x,max_value),negative_slope*(x-threshold))'."""
+    if negative_slope == 0 and threshold == 0:
+        return f"MAX(0,{x})" if max_value is None else f"MIN(MAX(0,{x}),{number(max_value)})"
+    top = x if max_value is None else f"MIN({x},{number(max_value)})"
+    if negative_slope == 0:
+        below = "0"
+    elif threshold == 0:
+        below = f"{number(negative_slope)}*{x}"
     else:
-        raise CnncalcError(f"No formula for activation. Expected linear, relu, sigmoid, tanh or softmax. Received {name!r}")
+        below = f"{number(negative_slope)}*({x}-{number(threshold)})"
+    return f"IF({x}>{number(threshold)},{top},{below})"
+
+
+def elu(x, alpha=1.0):
+    """'IF(x>0,x,alpha*(EXP(x)-1))'."""
+    below = f"EXP({x})-1" if alpha == 1 else f"{number(alpha)}*(EXP({x})-1)"
+    return f"IF({x}>0,{x},{below})"
+
+
+def gelu(x, approximate=False):
+    """Exact 'x/2*(1+ERF(x/SQRT(2)))' (Keras's "gelu"), or the tanh approximation."""
+    if approximate:
+        return f"0.5*{x}*(1+TANH({number(ops.GELU_TANH_C)}*({x}+0.044715*{x}^3)))"
+    return f"0.5*{x}*(1+ERF({x}/SQRT(2)))"
+
+
+def hard_sigmoid(x):
+    """Keras 3's hard_sigmoid, relu6(x + 3) / 6."""
+    return f"MIN(MAX({x}+3,0),6)/6"
+
+
+ELEMENTWISE = {
+    "linear": lambda x: x,
+    "relu": relu,
+    "relu6": lambda x: relu(x, max_value=6),
+    "leaky_relu": lambda x: relu(x, negative_slope=0.2),  # the activation's default slope; LeakyReLU's layer is 0.3
+    "elu": elu,
+    "selu": lambda x: f"{number(ops.SELU_SCALE)}*{elu(x, ops.SELU_ALPHA)}",
+    "gelu": gelu,
+    "gelu_tanh": lambda x: gelu(x, approximate=True),
+    "sigmoid": lambda x: f"1/(1+EXP(-{x}))",
+    "hard_sigmoid": hard_sigmoid,
+    "hard_silu": lambda x: f"{x}*{hard_sigmoid(x)}",
+    "tanh": lambda x: f"TANH({x})",
+    "softplus": lambda x: f"MAX({x},0)+LN(1+EXP(-ABS({x})))",
+    "softsign": lambda x: f"{x}/(ABS({x})+1)",
+    "silu": lambda x: f"{x}/(1+EXP(-{x}))",
+    "exponential": lambda x: f"EXP({x})",
+}
+
+
+def activation(name, x):
+    """Element-wise activation of the cell x, by Keras 3's name (softmax and log_softmax are vector steps: see below)."""
+    if name in ops.VECTOR_ACTIVATIONS:
+        raise CnncalcError(
+            f"No element-wise formula for {name}. Expected an element-wise activation: {name} needs the whole vector, "
+            f"so a sheet computes it in steps (softmax_max, softmax_exp, softmax_sum, then {'softmax_prob' if name == 'softmax' else 'log_softmax'}). "
+            f"Received {name!r}"
+        )
+    try:
+        build = ELEMENTWISE[name]
+    except (KeyError, TypeError):
+        raise CnncalcError(f"No formula for activation. Expected one of {', '.join(ELEMENTWISE)}, softmax or log_softmax. Received {name!r}") from None
+    return build(x)
+
+
+def batch_normalization(x, mean, variance, epsilon, gamma=None, beta=None):
+    """'(x-mean)/SQRT(variance+epsilon)*gamma+beta'; gamma and beta are left out when the layer has none."""
+    text = f"({x}-{mean})/SQRT({variance}+{number(epsilon)})"
+    if gamma is not None:
+        text += f"*{gamma}"
+    return text if beta is None else f"{text}+{beta}"
+
+
+def rescale(x, scale_, offset):
+    """Keras Rescaling: 'x*scale+offset' ('x*scale' when the offset is 0)."""
+    return add([f"{x}*{number(scale_)}"] + ([number(offset)] if offset != 0 else []))
 
 
 def softmax_max(span):
@@ -69,6 +137,11 @@ def softmax_sum(span):
 
 def softmax_prob(e, s):
     return f"{e}/{s}"
+
+
+def log_softmax(z, m, s):
+    """The last log_softmax step, as Keras computes it: (z - m) - LN(s), with m = MAX(z) and s = SUM(EXP(z - m))."""
+    return f"{z}-{m}-LN({s})"
 
 
 def argmax(span):

@@ -2,8 +2,9 @@
 `call` (numpy, through cnncalc.ops) and `formula` (the cell text that computes the same element).
 
 Shapes here never carry the batch axis: an image is (H, W, C), a vector (D,).
-`formula(idx, x, w, sheet)` returns the text for element `idx` of the layer's pre-activation output,
-given where its input `x` and its weights `w` (name -> Placement) sit, written from `sheet`.
+`formula(idx, x, w, sheet)` returns the text for element `idx` of the layer's pre-activation output
+(its output when it has no activation step), given where its input `x` and its weights `w`
+(name -> Placement) sit, written from `sheet`; None means a constant (ZeroPadding2D's zeros).
 """
 
 import numpy as np
@@ -37,12 +38,22 @@ def _padding(value):
     return p
 
 
+def _float(value, arg, minimum=None):
+    """A finite number (bools refused), at least `minimum` when given."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or (minimum is not None and value < minimum):
+        expected = "a number" if minimum is None else f"a number >= {minimum}"
+        raise CnncalcError(f"Invalid value for argument `{arg}`. Expected {expected}. Received {arg}={value!r}")
+    return float(value)
+
+
 def _activation(value):
-    """A Keras activation given as a name (or None, or Keras 2's serialized dict) -> its name, checked."""
+    """A Keras activation given as a name (or None, or Keras 2's serialized dict) -> Keras 3's name for it, checked."""
     if value is None:
         return "linear"
     if isinstance(value, dict):  # {"class_name": "function", "config": "relu", ...} in some saved configs
         value = value.get("config", value.get("class_name"))
+    value = ops.ALIASES.get(value, value) if isinstance(value, str) else value  # Keras saves swish as silu
     ops.activation(value)  # raises a CnncalcError naming the unknown activation
     return value
 
@@ -61,6 +72,7 @@ class Layer:
     """Base: a name, weights in `get_weights()` order, and an optional activation."""
 
     weight_names = ()
+    non_trainable_weights = ()  # names of weights Keras does not train (BatchNormalization's moving statistics)
     activation = "linear"
 
     def __init__(self, name=None):
@@ -259,6 +271,13 @@ class AveragePooling2D(_Pooling2D):
     mode, function = "avg", "AVERAGE"
 
 
+class SumPooling2D(_Pooling2D):
+    """The sum of each window: the chapter names sum pooling beside max and average. Not a Keras layer
+    (cnncalc builds it for the worked example; no Keras file holds one)."""
+
+    mode, function = "sum", "SUM"
+
+
 class Flatten(Layer):
     """Keras Flatten: row-major over (H, W, C), channel fastest."""
 
@@ -328,16 +347,393 @@ class Dense(Layer):
         return formulas.add(terms)
 
 
-LAYERS = {cls.__name__: cls for cls in (Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense)}
+class _GlobalPooling2D(Layer):
+    mode = None
+    function = None
+
+    def __init__(self, keepdims=False, name=None):
+        super().__init__(name)
+        if not isinstance(keepdims, bool):
+            raise CnncalcError(f"Invalid value for argument `keepdims`. Expected True or False. Received keepdims={keepdims!r}")
+        self.keepdims = keepdims
+
+    @classmethod
+    def from_config(cls, config):
+        _channels_last(config, cls.__name__)
+        return cls(config.get("keepdims", False), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "keepdims": self.keepdims}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise CnncalcError(f"Layer {self.name!r} ({self.class_name}) needs an image input. Expected shape (height, width, channels). Received {tuple(input_shape)}")
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def call(self, x):
+        return None, ops.global_pool2d(x, self.mode, self.keepdims)
+
+    def formula(self, idx, x, w, sheet):
+        """The channel's whole grid: 'AVERAGE(B4:E7)'."""
+        h, wd, _ = x.shape
+        c = idx[-1]
+        return f"{self.function}({x.span((0, 0, c), (h - 1, wd - 1, c), sheet)})"
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Keras GlobalMaxPooling2D: the largest value of each channel, (H, W, C) -> (C,), or (1, 1, C) with keepdims."""
+
+    mode, function = "max", "MAX"
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Keras GlobalAveragePooling2D: the mean of each channel, (H, W, C) -> (C,), or (1, 1, C) with keepdims."""
+
+    mode, function = "avg", "AVERAGE"
+
+
+class _Elementwise(Layer):
+    """Base of layers that map each element on its own (output shape = input shape): apply() in numpy, cell() as text."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x):
+        return None, self.apply(x)
+
+    def formula(self, idx, x, w, sheet):
+        return self.cell(x.ref(idx, sheet))
+
+
+class Dropout(_Elementwise):
+    """Keras Dropout: the identity at inference (it only drops units while training)."""
+
+    def __init__(self, rate, name=None):
+        super().__init__(name)
+        self.rate = _float(rate, "rate", minimum=0)
+        if self.rate > 1:
+            raise CnncalcError(f"Invalid value for argument `rate`. Expected a number between 0 and 1. Received rate={rate!r}")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["rate"], config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate}
+
+    def apply(self, x):
+        return x
+
+    def cell(self, x):
+        return x
+
+
+class SpatialDropout2D(Dropout):
+    """Keras SpatialDropout2D: the identity at inference (it only drops whole channels while training)."""
+
+    @classmethod
+    def from_config(cls, config):
+        _channels_last(config, "SpatialDropout2D")
+        return cls(config["rate"], config.get("name"))
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise CnncalcError(f"Layer {self.name!r} (SpatialDropout2D) needs an image input. Expected shape (height, width, channels). Received {tuple(input_shape)}")
+        return tuple(input_shape)
+
+
+class Activation(_Elementwise):
+    """Keras Activation: applies a named activation; softmax and log_softmax work over the last axis."""
+
+    def __init__(self, activation, name=None):
+        super().__init__(name)
+        self.activation = _activation(activation)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["activation"], config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation}
+
+    def apply(self, x):
+        return ops.activation(self.activation)(x)
+
+    def cell(self, x):
+        """Raises for softmax and log_softmax: those are vector steps (see formulas.softmax_* and formulas.log_softmax)."""
+        return formulas.activation(self.activation, x)
+
+
+class ReLU(_Elementwise):
+    """Keras ReLU: x above threshold (capped at max_value), negative_slope * (x - threshold) at or below it."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None):
+        super().__init__(name)
+        self.max_value = None if max_value is None else _float(max_value, "max_value", minimum=0)
+        self.negative_slope = _float(negative_slope, "negative_slope", minimum=0)
+        self.threshold = _float(threshold, "threshold", minimum=0)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.get("max_value"), config.get("negative_slope", 0.0), config.get("threshold", 0.0), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "max_value": self.max_value, "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+    def apply(self, x):
+        return ops.relu(x, self.negative_slope, self.max_value, self.threshold)
+
+    def cell(self, x):
+        return formulas.relu(x, self.negative_slope, self.max_value, self.threshold)
+
+
+class LeakyReLU(_Elementwise):
+    """Keras LeakyReLU: x for x >= 0, negative_slope * x below (default slope 0.3; Keras 2 called it `alpha`)."""
+
+    def __init__(self, negative_slope=0.3, name=None):
+        super().__init__(name)
+        self.negative_slope = _float(negative_slope, "negative_slope", minimum=0)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.get("negative_slope", config.get("alpha", 0.3)), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "negative_slope": self.negative_slope}
+
+    def apply(self, x):
+        return ops.leaky_relu(x, self.negative_slope)
+
+    def cell(self, x):
+        return formulas.relu(x, negative_slope=self.negative_slope)
+
+
+class ELU(_Elementwise):
+    """Keras ELU: x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def __init__(self, alpha=1.0, name=None):
+        super().__init__(name)
+        self.alpha = _float(alpha, "alpha")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.get("alpha", 1.0), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "alpha": self.alpha}
+
+    def apply(self, x):
+        return ops.elu(x, self.alpha)
+
+    def cell(self, x):
+        return formulas.elu(x, self.alpha)
+
+
+def _constant(value, arg):
+    """Rescaling's scale or offset: a number, a list, or Keras's {"class_name": "__numpy__"} array -> float64 array."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = value.get("config", {}).get("value")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.array(np.nan)
+    if not np.all(np.isfinite(arr)) or arr.size == 0:
+        raise CnncalcError(f"Invalid value for argument `{arg}`. Expected a finite number (or one per channel). Received {arg}={value!r}")
+    return arr
+
+
+class Rescaling(Layer):
+    """Keras Rescaling: x * scale + offset (scale and offset are numbers, or arrays that broadcast, e.g. one per channel)."""
+
+    def __init__(self, scale, offset=0.0, name=None):
+        super().__init__(name)
+        self.scale = _constant(scale, "scale")
+        self.offset = _constant(offset, "offset")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["scale"], config.get("offset", 0.0), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "scale": self.scale.tolist(), "offset": self.offset.tolist()}
+
+    def compute_output_shape(self, input_shape):
+        try:
+            fits = np.broadcast_shapes(self.scale.shape, self.offset.shape, tuple(input_shape)) == tuple(input_shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise CnncalcError(
+                f"Layer {self.name!r} (Rescaling) has a scale or offset that does not fit its input. Expected shapes that broadcast to "
+                f"{tuple(input_shape)}. Received scale {self.scale.shape}, offset {self.offset.shape}"
+            )
+        return tuple(input_shape)
+
+    def call(self, x):
+        return None, x * self.scale.astype(x.dtype) + self.offset.astype(x.dtype)
+
+    def formula(self, idx, x, w, sheet):
+        scale = np.broadcast_to(self.scale, x.shape)[idx]
+        offset = np.broadcast_to(self.offset, x.shape)[idx]
+        return formulas.rescale(x.ref(idx, sheet), scale, offset)
+
+
+def _padding2d(value):
+    """ZeroPadding2D's padding: 1, (1, 2) or ((top, bottom), (left, right)) -> ((top, bottom), (left, right))."""
+    def pair(v):
+        return (v, v) if _is_int(v) else tuple(v) if isinstance(v, (list, tuple)) else ()
+
+    pads = pair(value)
+    pads = tuple(pair(p) for p in pads) if len(pads) == 2 else ()
+    if len(pads) != 2 or not all(len(p) == 2 and all(_is_int(n) and n >= 0 for n in p) for p in pads):
+        raise CnncalcError(
+            "Invalid value for argument `padding`. Expected an int, a tuple of 2 ints (height, width) or "
+            f"((top, bottom), (left, right)), all >= 0. Received padding={value!r}"
+        )
+    return tuple(tuple(int(n) for n in p) for p in pads)
+
+
+class ZeroPadding2D(Layer):
+    """Keras ZeroPadding2D: zeros around each channel's grid, (H, W, C) -> (top + H + bottom, left + W + right, C)."""
+
+    def __init__(self, padding=(1, 1), name=None):
+        super().__init__(name)
+        self.padding = _padding2d(padding)
+
+    @classmethod
+    def from_config(cls, config):
+        _channels_last(config, "ZeroPadding2D")
+        return cls(config.get("padding", 1), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "padding": [list(p) for p in self.padding]}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise CnncalcError(f"Layer {self.name!r} (ZeroPadding2D) needs an image input. Expected shape (height, width, channels). Received {tuple(input_shape)}")
+        (top, bottom), (left, right) = self.padding
+        return (top + input_shape[0] + bottom, left + input_shape[1] + right, input_shape[2])
+
+    def call(self, x):
+        return None, ops.zero_pad2d(x, self.padding)
+
+    def formula(self, idx, x, w, sheet):
+        """The input cell, or None (a constant zero) in the padding."""
+        i, j, c = idx
+        (top, _), (left, _) = self.padding
+        h, wd, _ = x.shape
+        inside = top <= i < top + h and left <= j < left + wd
+        return x.ref((i - top, j - left, c), sheet) if inside else None
+
+
+class Reshape(Layer):
+    """Keras Reshape: the same elements in row-major order, in target_shape (one -1 is inferred)."""
+
+    def __init__(self, target_shape, name=None):
+        super().__init__(name)
+        shape = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else ()
+        if not shape or not all(_is_int(n) and (n > 0 or n == -1) for n in shape) or shape.count(-1) > 1:
+            raise CnncalcError(f"Invalid value for argument `target_shape`. Expected a tuple of positive ints, at most one of them -1. Received target_shape={target_shape!r}")
+        self.target_shape = tuple(int(n) for n in shape)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["target_shape"], config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "target_shape": list(self.target_shape)}
+
+    def compute_output_shape(self, input_shape):
+        return ops.reshape_output_shape(input_shape, self.target_shape)
+
+    def call(self, x):
+        return None, x.reshape((x.shape[0], *self.compute_output_shape(x.shape[1:])))
+
+    def source(self, idx, input_shape):
+        """The input index that element idx of the output comes from (row-major order on both sides)."""
+        flat = np.ravel_multi_index(idx, self.compute_output_shape(input_shape))
+        return tuple(int(n) for n in np.unravel_index(flat, input_shape))
+
+    def formula(self, idx, x, w, sheet):
+        shape = self.compute_output_shape(x.shape)
+        if len(shape) not in (1, 3):
+            raise CnncalcError(
+                f"Layer {self.name!r} (Reshape) outputs shape {shape}, which a sheet cannot lay out. "
+                f"Expected a target shape (features,) or (height, width, channels). Received target_shape={self.target_shape}"
+            )
+        return x.ref(self.source(idx, x.shape), sheet)
+
+
+class BatchNormalization(Layer):
+    """Keras BatchNormalization at inference, over the channels (last axis):
+    out[..., c] = (x[..., c] - moving_mean[c]) / sqrt(moving_variance[c] + epsilon) * gamma[c] + beta[c].
+    """
+
+    weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
+    non_trainable_weights = ("moving_mean", "moving_variance")
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, name=None):
+        super().__init__(name)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:  # Keras 2 saved axis as [3]
+            axis = axis[0]
+        if not _is_int(axis):
+            raise CnncalcError(f"Invalid value for argument `axis`. Expected -1 (the channels, last). Received axis={axis!r}")
+        self.axis = int(axis)
+        self.epsilon = _float(epsilon, "epsilon")
+        if self.epsilon <= 0:
+            raise CnncalcError(f"Invalid value for argument `epsilon`. Expected a number > 0. Received epsilon={epsilon!r}")
+        self.center, self.scale = bool(center), bool(scale)
+
+    @classmethod
+    def from_config(cls, config):
+        if config.get("renorm"):
+            raise CnncalcError(f"Layer {config.get('name')!r} (BatchNormalization) uses renorm=True. Expected renorm=False. Received a batch renormalization layer, which cnncalc does not support")
+        return cls(config.get("axis", -1), config.get("epsilon", 1e-3), config.get("center", True), config.get("scale", True), config.get("name"))
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+    def weight_shapes(self, input_shape):
+        names = [n for n in self.weight_names if (n != "gamma" or self.scale) and (n != "beta" or self.center)]
+        return {n: (input_shape[-1],) for n in names}
+
+    def weight_layouts(self):
+        return {n: "row" for n in self.weight_names}
+
+    def compute_output_shape(self, input_shape):
+        if self.axis not in (-1, len(input_shape)):  # Keras counts the batch axis: (None, H, W, C) has C at 3
+            raise CnncalcError(
+                f"Invalid value for argument `axis` of layer {self.name!r} (BatchNormalization). Expected -1 or {len(input_shape)} "
+                f"(the last axis, channels, of input (None, {', '.join(map(str, input_shape))})). Received axis={self.axis}"
+            )
+        return tuple(input_shape)
+
+    def call(self, x):
+        w = self._w(x)
+        return None, ops.batch_normalization(x, w["moving_mean"], w["moving_variance"], w.get("gamma"), w.get("beta"), self.epsilon)
+
+    def formula(self, idx, x, w, sheet):
+        c = (idx[-1],)
+        ref = {name: p.ref(c, sheet, absolute=True) for name, p in w.items()}
+        return formulas.batch_normalization(x.ref(idx, sheet), ref["moving_mean"], ref["moving_variance"], self.epsilon,
+                                            ref.get("gamma"), ref.get("beta"))
+
+
+LAYERS = {cls.__name__: cls for cls in (
+    Conv2D, MaxPooling2D, AveragePooling2D, GlobalMaxPooling2D, GlobalAveragePooling2D, Flatten, Reshape, ZeroPadding2D,
+    Dense, BatchNormalization, Rescaling, Dropout, SpatialDropout2D, Activation, ReLU, LeakyReLU, ELU,
+)}
+SUPPORTED = tuple(sorted(LAYERS))
+CNNCALC_ONLY = {"SumPooling2D": SumPooling2D}  # teaching layers with no Keras counterpart
 
 
 def layer_from_config(class_name, config):
     """Build a layer from Keras's (class_name, get_config()) pair; unknown classes are refused by name."""
     try:
-        cls = LAYERS[class_name]
+        cls = LAYERS[class_name] if class_name in LAYERS else CNNCALC_ONLY[class_name]
     except KeyError:
         raise CnncalcError(
-            f"Layer {config.get('name')!r} has an unsupported type. Expected one of {', '.join(sorted(LAYERS))}. "
+            f"Layer {config.get('name')!r} has an unsupported type. Expected one of {', '.join(SUPPORTED)}. "
             f"Received {class_name!r}"
         ) from None
     try:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 import re
+import textwrap
 
 import numpy as np
 
@@ -114,22 +115,28 @@ class Sequential:
     def summary(self):
         """The text of keras model.summary(): a boxed table and the parameter totals."""
         rows = [("Layer (type)", "Output Shape", "Param #")] + [(n, s, f"{p:,}") for n, s, p in self.summary_rows()]
-        w = [max(32, *(len(r[0]) + 1 for r in rows)), max(23, *(len(r[1]) + 1 for r in rows)), 14]
+        w = [31, 22, 13]  # Keras's column widths; longer text wraps onto more lines, as Keras (rich) wraps it
 
         def line(left, mid, right, fill="━"):
-            return left + mid.join(fill * (n + 1) for n in w) + right
+            return left + mid.join(fill * (n + 2) for n in w) + right
 
         def cells(r, bar):
-            return bar + bar.join((f" {r[0]:<{w[0]}}", f" {r[1]:<{w[1]}}", f" {r[2]:>{w[2] - 1}} ")) + bar
+            parts = [textwrap.wrap(text, n, break_on_hyphens=False) or [""] for text, n in zip(r, w)]
+            lines = []
+            for k in range(max(len(p) for p in parts)):
+                a, b, c = (p[k] if k < len(p) else "" for p in parts)
+                lines.append(bar + bar.join((f" {a:<{w[0]}} ", f" {b:<{w[1]}} ", f" {c:>{w[2]}} ")) + bar)
+            return lines
 
         total = self.count_params()
-        out = [f'Model: "{self.name}"', line("┏", "┳", "┓"), cells(rows[0], "┃"), line("┡", "╇", "┩")]
+        out = [f'Model: "{self.name}"', line("┏", "┳", "┓"), *cells(rows[0], "┃"), line("┡", "╇", "┩")]
         for i, r in enumerate(rows[1:]):
-            out.append(cells(r, "│"))
+            out += cells(r, "│")
             out.append(line("├", "┼", "┤", "─") if i < len(rows) - 2 else line("└", "┴", "┘", "─"))
-        size = _human_bytes(total * 4)
-        out += [f" Total params: {total:,} ({size})", f" Trainable params: {total:,} ({size})",
-                " Non-trainable params: 0 (0.00 B)"]
+        frozen = sum(layer.weights[n].size for layer in self.layers for n in layer.non_trainable_weights)
+        out += [f" Total params: {total:,} ({_human_bytes(total * 4)})",
+                f" Trainable params: {total - frozen:,} ({_human_bytes((total - frozen) * 4)})",
+                f" Non-trainable params: {frozen:,} ({_human_bytes(frozen * 4)})"]
         return "\n".join(out)
 
 

@@ -308,7 +308,7 @@ CAPTIONS = {
 
 def caption(layer):
     """One line under a panel's title: what each of its cells computes."""
-    if layer.class_name in ("MaxPooling2D", "AveragePooling2D"):
+    if layer.class_name in ("MaxPooling2D", "AveragePooling2D", "SumPooling2D"):
         (ph, pw), (sh, sw) = layer.pool_size, layer.strides
         return f"{layer.function} of each {ph}×{pw} window, stride {sh}" + ("" if sh == sw else f"×{sw}")
     if layer.class_name in CAPTIONS:

@@ -84,3 +84,24 @@ def randomize_batchnorm(model):
                 rng.normal(0, 0.1, mean.shape).astype("float32"),
                 rng.uniform(0.5, 1.5, var.shape).astype("float32"),
             ])
+
+
+def param_lines(text):
+    """The Total / Trainable / Non-trainable lines of a summary text."""
+    return [line.strip() for line in text.splitlines() if "params:" in line]
+
+
+def keras_summary(model):
+    """([(name, shape, params)], [total/trainable/non-trainable lines]) from model.summary(), long names unwrapped."""
+    lines = []
+    model.summary(print_fn=lambda text, **kw: lines.append(text))
+    text = "\n".join(lines)
+    rows, current = [], None
+    for line in text.splitlines():
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.strip().strip("│").split("│")]
+            current = cells if current is None else [" ".join(filter(None, p)) for p in zip(current, cells)]
+        elif current is not None:  # a rule line ends the row
+            rows.append((current[0], current[1], int(current[2].replace(",", ""))))
+            current = None
+    return rows, param_lines(text)

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from keras_helpers import keras_summary, param_lines
+
 
 def test_engine_reproduces_the_books_workbook(chapter, book):
     exp = book["expected"]["sample0_float64_as_the_book_workbook_computes_it"]
@@ -65,29 +67,14 @@ def test_per_layer_trace_matches_keras(keras, chapter):
         np.testing.assert_allclose(t.out, x, atol=1e-6, err_msg=layer.name)
 
 
-def keras_summary_rows(model):
-    """(name, shape, params) rows parsed from the text keras model.summary() prints."""
-    lines = []
-    model.summary(print_fn=lambda text, **kw: lines.append(text))
-    rows = []
-    for line in "\n".join(lines).splitlines():
-        cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if not (line.startswith("│") and len(cells) == 3):
-            continue
-        if cells[2]:
-            rows.append((cells[0], cells[1], int(cells[2].replace(",", ""))))
-        else:  # Keras wrapped a long cell onto the next line: join it back at the space it broke
-            name, shape, params = rows[-1]
-            rows[-1] = (" ".join(filter(None, (name, cells[0]))), " ".join(filter(None, (shape, cells[1]))), params)
-    return rows, "\n".join(lines)
-
-
 @pytest.mark.keras
 def test_summary_equals_keras_summary(keras, chapter):
-    rows, text = keras_summary_rows(keras_chapter_model(keras, chapter))
-    print(text)
+    km = keras_chapter_model(keras, chapter)
+    rows, params = keras_summary(km)
     assert chapter.model.summary_rows() == rows
-    assert "Total params: 52 (208.00 B)" in text and "Total params: 52 (208.00 B)" in chapter.model.summary()
-    ours = [l for l in chapter.model.summary().splitlines() if l.startswith("│")]
-    theirs = [l for l in text.splitlines() if l.startswith("│")]
+    assert params == param_lines(chapter.model.summary()) and "Total params: 52 (208.00 B)" in params
+    lines = []
+    km.summary(print_fn=lambda text, **kw: lines.append(text))
+    theirs = [l for l in "\n".join(lines).splitlines() if l.startswith(("│", "┃", "┏", "┡", "├", "└"))]
+    ours = [l for l in chapter.model.summary().splitlines() if l.startswith(("│", "┃", "┏", "┡", "├", "└"))]
     assert ours == theirs  # the same table, character for character
