@@ -158,7 +158,7 @@ def _parse_json(text, where):
 
 def _build_spec(config, h5, path):
     """Combine a parsed model config with the weights in an open HDF5 file."""
-    name, input_shape, entries = _parse_model_config(config)
+    name, input_shape, entries, input_layer = _parse_model_config(config)
     if "model_weights" in h5:  # legacy model.save("x.h5")
         weights = _legacy_weights(h5["model_weights"], entries, path)
     elif "layer_names" in h5.attrs:  # legacy save_weights("x.h5"): weights at the root
@@ -169,11 +169,17 @@ def _build_spec(config, h5, path):
         {"class_name": e["class_name"], "config": e["config"], "weights": w}
         for e, w in zip(entries, weights)
     ]
-    return {"name": name, "input_shape": input_shape, "layers": layers}
+    spec = {"name": name, "input_shape": input_shape, "layers": layers}
+    if input_layer:
+        spec["input_layer"] = input_layer
+    return spec
 
 
 def _parse_model_config(model):
-    """Return (model name, input shape, layer entries without the InputLayer)."""
+    """Return (model name, input shape, layer entries without the InputLayer, the input's name).
+
+    The input's name is given for Functional models only: their summary lists the InputLayer, a Sequential's does not.
+    """
     if not isinstance(model, dict) or "class_name" not in model:
         raise CnncalcError(
             "Invalid model config. Expected a JSON object with class_name and config. "
@@ -227,7 +233,8 @@ def _parse_model_config(model):
             "Received only an InputLayer"
         )
     name = config.get("name") or keras_layer_key(class_name)
-    return name, _input_shape(model, input_entry, entries[0]), entries
+    functional_input = _layer_name(input_entry) if input_entry and class_name != "Sequential" else None
+    return name, _input_shape(model, input_entry, entries[0]), entries, functional_input
 
 
 def _check_layer_entry(entry):

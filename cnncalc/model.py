@@ -30,7 +30,8 @@ def snake_case(class_name):
 class Sequential:
     """Layers applied one after the other to inputs of `input_shape` (no batch axis)."""
 
-    def __init__(self, layers, input_shape, name="sequential"):
+    def __init__(self, layers, input_shape, name="sequential", input_layer=None):
+        self.input_layer = input_layer  # a Functional model's input name: Keras lists it in the summary
         self.layers = list(layers)
         self.input_shape = tuple(int(n) for n in input_shape)
         self.name = name
@@ -57,18 +58,21 @@ class Sequential:
     def from_spec(cls, spec):
         """Build from a model spec: {"name", "input_shape", "layers": [{"class_name", "config", "weights"}]}."""
         layers = [layer_from_config(entry["class_name"], entry["config"]) for entry in spec["layers"]]
-        model = cls(layers, spec["input_shape"], spec.get("name", "sequential"))
+        model = cls(layers, spec["input_shape"], spec.get("name", "sequential"), spec.get("input_layer"))
         for layer, shape, entry in zip(model.layers, model.shapes, spec["layers"]):
             layer.set_weights(entry.get("weights", []), shape)
         return model
 
     def to_spec(self):
         """The inverse of from_spec (weights as float64 arrays)."""
-        return {
+        spec = {
             "name": self.name,
             "input_shape": list(self.input_shape),
             "layers": [{"class_name": l.class_name, "config": l.get_config(), "weights": l.get_weights()} for l in self.layers],
         }
+        if self.input_layer:
+            spec["input_layer"] = self.input_layer
+        return spec
 
     @property
     def output_shape(self):
@@ -107,10 +111,12 @@ class Sequential:
 
     def summary_rows(self):
         """[(\"name (Class)\", \"(None, ...)\", params), ...] exactly as keras model.summary() prints them."""
-        return [
-            (f"{layer.name} ({layer.class_name})", "(None, " + ", ".join(map(str, shape)) + ")", layer.count_params())
-            for layer, shape in zip(self.layers, self.shapes[1:])
-        ]
+        def shape_text(shape):
+            return "(None, " + ", ".join(map(str, shape)) + ")"
+
+        rows = [(f"{self.input_layer} (InputLayer)", shape_text(self.input_shape), 0)] if self.input_layer else []
+        return rows + [(f"{layer.name} ({layer.class_name})", shape_text(shape), layer.count_params())
+                       for layer, shape in zip(self.layers, self.shapes[1:])]
 
     def summary(self):
         """The text of keras model.summary(): a boxed table and the parameter totals."""

@@ -96,7 +96,7 @@ def _number(values, sheet, pos, what):
 def read_back(path, values, arch, scale, n):
     """The model and raw inputs as the workbook's own weight and input cells hold them now."""
     layers = [layer_from_config(l["class_name"], l["config"]) for l in arch["layers"]]
-    model = Sequential(layers, arch["input_shape"], arch.get("name", "sequential"))
+    model = Sequential(layers, arch["input_shape"], arch.get("name", "sequential"), arch.get("input_layer"))
     for layer, shape in zip(model.layers, model.shapes):
         layer.set_weights([np.zeros(s) for s in layer.weight_shapes(shape).values()], shape)
     skeleton = plan_workbook(model, np.zeros((n, *model.input_shape)), scale)

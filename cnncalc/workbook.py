@@ -417,6 +417,8 @@ def plan_meta(sheet, model, scale, n):
     spec = model.to_spec()
     arch = {"name": spec["name"], "input_shape": spec["input_shape"],
             "layers": [{"class_name": l["class_name"], "config": l["config"]} for l in spec["layers"]]}
+    if "input_layer" in spec:
+        arch["input_layer"] = spec["input_layer"]
     text = json.dumps(arch, separators=(",", ":"))
     chunks = [text[i:i + 30000] for i in range(0, len(text), 30000)]
     cells = {(0, 0): Cell("cnncalc workbook", style="text"), (0, 1): Cell(FORMAT_VERSION, style="int"),

@@ -90,6 +90,17 @@ def test_summary_equals_keras(keras, name, tmp_path):
     assert [l for l in "\n".join(lines).splitlines() if l[:1] in "│┃"] == [l for l in mine.summary().splitlines() if l[:1] in "│┃"]
 
 
+def test_functional_chain_summary_lists_its_input_like_keras(keras, tmp_path):
+    from keras_helpers import chain_functional_model
+
+    model = chain_functional_model()
+    model.save(tmp_path / "chain.keras")
+    rows, params = keras_summary(model)
+    mine = load_model(tmp_path / "chain.keras")
+    assert rows[0] == ("image (InputLayer)", "(None, 8, 8, 2)", 0)
+    assert mine.summary_rows() == rows and param_lines(mine.summary()) == params
+
+
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("name", NAMES)
 def test_workbook_of_each_model_verifies_in_libreoffice(keras, soffice, name, tmp_path):
