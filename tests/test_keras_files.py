@@ -146,3 +146,40 @@ def test_new_models_load_in_keras_and_predict_the_same(keras, tmp_path):
     assert main(["new", str(tmp_path / "spec.json"), "-o", str(again), "--seed", "6"]) == 2  # exists, no --force
     assert main(["new", str(tmp_path / "spec.json"), "-o", str(again), "--seed", "6", "--force"]) == 0
     assert again.read_bytes() != out.read_bytes()
+
+
+@pytest.mark.libreoffice
+def test_every_activation_recalculates_in_libreoffice(soffice, tmp_path):
+    """One Dense layer per activation, chained, so every activation's formula is recalculated by LibreOffice."""
+    from cnncalc import ops
+    from cnncalc.layers import Activation, Dense
+    from cnncalc.model import Sequential
+    from cnncalc.verify import verify
+    from cnncalc.workbook import plan_workbook, write_plan
+
+    names = [a for a in ops.ACTIVATIONS if a not in ("softmax", "log_softmax")]
+    layers = [Dense(4, activation=a) for a in names] + [Activation("softmax"), Dense(3), Activation("log_softmax")]
+    model = Sequential(layers, (4,))
+    rng = np.random.default_rng(0)
+    for layer, shape in zip(model.layers, model.shapes):
+        layer.set_weights([rng.normal(0, 0.6, s) for s in layer.weight_shapes(shape).values()], shape)
+    write_plan(plan_workbook(model, rng.uniform(-2, 2, (2, 4))), tmp_path / "acts.xlsx")
+    report = verify(tmp_path / "acts.xlsx")
+    assert report.ok, report.failures[:5]
+
+
+def test_build_from_a_png_digit_with_scale(keras, tmp_path):
+    from PIL import Image
+
+    model = build(keras, "global_max_keepdims")
+    model.save(tmp_path / "m.keras")
+    pixels = np.random.default_rng(2).integers(0, 256, (6, 6)).astype(np.uint8)
+    Image.fromarray(pixels, mode="L").save(tmp_path / "digit.png")
+    out = tmp_path / "digit.xlsx"
+    assert main(["build", str(tmp_path / "m.keras"), "--input", str(tmp_path / "digit.png"), "--scale", "1/255", "-o", str(out)]) == 0
+    theirs = model.predict(pixels[None, :, :, None].astype(np.float32) / 255, verbose=0)
+    assert np.allclose(load_model(tmp_path / "m.keras").predict(pixels[None, :, :, None] / 255), theirs, atol=1e-6)
+    import openpyxl
+
+    formulas = [c.value for row in openpyxl.load_workbook(out)["Sample 1"].iter_rows() for c in row if isinstance(c.value, str)]
+    assert "=B4/255" in formulas  # the scale is a visible formula step
