@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from cnncalc import formulas, ops
-from cnncalc.cells import Block, Cell, Placement, WorkbookPlan, a1, cells_block
+from cnncalc.cells import Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, cells_block
 from cnncalc.errors import CnncalcError
 from cnncalc.files import atomic_output
 from cnncalc.inputs import parse_scale
@@ -115,8 +115,11 @@ def fit_widths(sheet, first, width, text_len):
         sheet.col_widths[c] = max(sheet.col_widths.get(c, 0), each)
 
 
-def plan_workbook(model, raw, scale=None, title=None, labels=None):
-    """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8")."""
+def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en"):
+    """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8").
+
+    `lang` ("en" or "zh") chooses the labels of the Steps sheet.
+    """
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     factor = parse_scale(scale)
     traces = model.trace(raw * factor)
@@ -131,10 +134,58 @@ def plan_workbook(model, raw, scale=None, title=None, labels=None):
         inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights)
         plan.inputs.append(inp)
         plan.outputs.append(out)
+    steps = SheetPlan(STEPS_SHEET)
+    plan.sheets.insert(plan.sheets.index(plan.sheet(WEIGHTS_SHEET)), steps)
+    plan_steps(steps, plan, samples, lang)
     plan_summary(summary, model, plan.outputs, labels)
     plan_readme(readme, model, title, scale, raw.shape[0])
     plan_meta(plan.add_sheet(META_SHEET, hidden=True), model, scale, raw.shape[0])
     return plan
+
+
+STEPS_SHEET = "Steps"
+STEPS_LIMIT = 20_000  # formula cells; past this a written-out sheet is too long to read (and slow to write)
+STEPS_LABELS = {
+    "en": ("Every computed cell written out, as the chapter writes it", "sheet", "cell", "step", "calculation", "result",
+           "This workbook has {n:,} computed cells, too many to write out; see the formulas, or `cnncalc explain`."),
+    "zh": ("每个计算单元格的展开式（与书中写法相同）", "工作表", "单元格", "步骤", "计算过程", "结果",
+           "本工作簿共有 {n:,} 个计算单元格, 太多, 不逐一展开; 请看公式, 或使用 cnncalc explain。"),
+}
+
+
+def plan_steps(sheet, plan, samples, lang="en"):
+    """The Steps sheet: for every formula cell of the sample sheets, its calculation written out with numbers."""
+    from cnncalc.explain import num
+    from cnncalc.steps import expand
+
+    try:
+        title, *heads, too_many = STEPS_LABELS[lang]
+    except KeyError:
+        raise CnncalcError(f"Invalid value for --lang. Expected one of {', '.join(STEPS_LABELS)}. Received {lang!r}") from None
+    panels = [(s, p) for s in samples for p in s.panels if p.formula is not None]
+    count = sum(int(np.prod(p.placement.shape)) for _, p in panels)
+    cells = {(0, 0): Cell(title, style="title")}
+    sheet.col_widths.update({0: 10, 1: 8, 2: 34, 3: 110, 4: 14})
+    if count > STEPS_LIMIT:
+        cells[(2, 0)] = Cell(too_many.format(n=count), style="text")
+        sheet.add(cells_block(cells))
+        return
+    values = {s.name: {rc: c.value for rc, c in s.cells().items()} for s in [*samples, plan.sheet(WEIGHTS_SHEET)]}
+    cells.update({(2, c): Cell(h, style="header") for c, h in enumerate(heads)})
+    row = 3
+    for s, panel in panels:
+        for idx in panel.placement.indices():
+            text = panel.formula(idx)
+            if text is None:  # a padding zero: nothing to compute
+                continue
+            r, c = panel.placement.pos(idx)
+            cells[(row, 0)] = Cell(s.name, style="text")
+            cells[(row, 1)] = Cell(a1(r, c), style="text")
+            cells[(row, 2)] = Cell(panel.title, style="text")
+            cells[(row, 3)] = Cell(f"{expand(text, s.name, lambda sh, rc: values[sh][rc])} = {num(values[s.name][(r, c)])}", style="text")
+            cells[(row, 4)] = Cell(values[s.name][(r, c)], style="value")
+            row += 1
+    sheet.add(cells_block(cells))
 
 
 def plan_weights(sheet, model):
