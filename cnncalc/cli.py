@@ -28,19 +28,19 @@ def cmd_example(args):
 
     ex = get_example(args.name)
     output = args.output or f"{ex.name}.xlsx"
-    write_example(ex, output, args.force, args.png)
+    write_example(ex, output, args.force, args.png, args.lang)
     print(f"wrote {output}")
     if ex.model.output_shape[-1] > 1 and len(ex.model.output_shape) == 1:
         print_predictions(ex.model.predict(ex.x), ex.labels)
     return EXIT_OK
 
 
-def write_example(ex, output, force=False, png=None):
+def write_example(ex, output, force=False, png=None, lang="en"):
     from cnncalc.files import check_output
     from cnncalc.workbook import plan_workbook, write_plan
 
     check_output(output, force)
-    plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels)
+    plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang)
     write_plan(plan, output, force=force)
     if png:
         from cnncalc.pictures import write_feature_maps
@@ -70,7 +70,7 @@ def cmd_examples(args):
         raise CnncalcError(f"Cannot write the examples: folder {args.out} does not exist. Expected an existing folder. Received --out {args.out}")
     for name in CATALOGUE:
         path = os.path.join(args.out, f"{name}.xlsx")
-        write_example(get_example(name), path, args.force, args.png)
+        write_example(get_example(name), path, args.force, args.png, args.lang)
         print(f"wrote {path}")
     return EXIT_OK
 
@@ -88,7 +88,7 @@ def cmd_build(args):
 
     check_output(args.output, args.force)
     job = resolve(args)
-    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels), args.output, force=args.force)
+    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels, args.lang), args.output, force=args.force)
     print(f"wrote {args.output}")
     print_predictions(job.model.predict(job.x), job.labels)
     return EXIT_OK
@@ -185,6 +185,89 @@ def cmd_explain(args):
     return EXIT_OK
 
 
+def cmd_practice(args):
+    """Write a practice workbook: the worked example's layout with the answer cells left empty for a student.
+
+    Given cells (inputs, weights) are filled and protected (no password); answer cells are empty and
+    unlocked; the Instructions sheet has a cell for the student's name. --blank chooses the steps to
+    leave empty (layer names, "scaled", "prediction"; default: every computed step). --seed N draws a
+    new integer input, uniform between the given input's floor(min) and ceil(max), so every student
+    can get an exercise of their own; the same seed gives the same file.
+
+    Example:
+      cnncalc practice -o practice.xlsx
+      cnncalc practice --blank conv2d max_pooling2d --seed 7 -o ada.xlsx
+      cnncalc practice model.keras --input digit.png --scale 1/255 -o practice.xlsx
+    """
+    from cnncalc.files import check_output
+    from cnncalc.practice import plan_practice
+    from cnncalc.workbook import write_plan
+
+    check_output(args.output, args.force)
+    job = resolve(args)
+    blank = [name for text in args.blank or [] for name in text.split(",") if name]
+    labels = None if args.seed is not None else job.labels  # a drawn input has no label
+    plan = plan_practice(job.model, job.raw, job.scale, blank, args.seed, job.title, labels)
+    write_plan(plan, args.output, force=args.force)
+    seed = f", input drawn with seed {args.seed}" if args.seed is not None else ""
+    print(f"wrote {args.output}: {len(plan.answers)} answer cells to fill ({', '.join(plan.blank)}){seed}")
+    print(f"when it is filled in: cnncalc check {args.output}")
+    return EXIT_OK
+
+
+def cmd_check(args):
+    """Grade filled-in practice workbooks, cell by cell: correct, wrong, missing or not a number.
+
+    Each answer is also judged against the student's own earlier answers (carry-forward), and a wrong
+    value that matches a common slip is named (bias forgotten, kernel flipped, ReLU forgotten, ...).
+    A number is judged at the precision it is written (0.47 means 0.465 to 0.475), never looser than
+    ±0.005; --tolerance T fixes an absolute tolerance instead. Several files grade a class: one row
+    each (--csv), a file that cannot be read is reported and the rest go on.
+    Exit 0 when every answer is right, 1 when any is wrong or missing, 2 when a file cannot be graded.
+
+    Example:
+      cnncalc check ada.xlsx --graded ada-graded.xlsx
+      cnncalc check ada.xlsx --tolerance 0.001 --json
+      cnncalc check submissions/*.xlsx --csv grades.csv
+    """
+    from cnncalc.check import check_files, class_table, format_grade, grade_dict, write_csv, write_graded
+    from cnncalc.files import check_output
+
+    several = len(args.files) > 1
+    if args.graded and several and not os.path.isdir(args.graded):
+        raise CnncalcError(f"--graded with {len(args.files)} files must be a folder. Expected an existing folder for the graded copies. Received {args.graded}")
+    if args.graded and not several:
+        check_output(args.graded, args.force)
+    if args.csv:
+        check_output(args.csv, args.force)
+    results = check_files(args.files, args.tolerance)
+    for r in results:
+        if r.error and several:
+            print(f"cnncalc: error: {r.error}", file=sys.stderr)
+        elif r.error:
+            raise CnncalcError(r.error)
+        elif args.graded:
+            out = os.path.join(args.graded, os.path.splitext(os.path.basename(r.path))[0] + "-graded.xlsx") if several else args.graded
+            write_graded(r.grade, out, force=args.force)
+    if args.json:
+        data = [grade_dict(r.grade) if r.grade else {"file": r.path, "error": r.error} for r in results]
+        print(json.dumps(data if several else data[0], indent=1))
+    elif several:
+        from tabulate import tabulate
+
+        headers, rows = class_table(results)
+        print(tabulate([row[:-1] for row in rows], headers=headers[:-1], disable_numparse=True))
+    else:
+        print(format_grade(results[0].grade))
+    if args.graded and not args.json:
+        print(f"wrote the graded copy{'ies into' if several else ''} {args.graded}")
+    if args.csv:
+        write_csv(results, args.csv, force=args.force)
+        if not args.json:
+            print(f"wrote {args.csv}")
+    return max(r.exit_code for r in results)
+
+
 def read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -264,12 +347,14 @@ def build_parser():
     p.add_argument("-o", "--output", help="where to write (default: NAME.xlsx)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
 
     p = add("examples", cmd_examples, "list the chapter's worked examples, or write them all")
     p.add_argument("--all", action="store_true", help="write every example")
     p.add_argument("--out", default=".", help="folder for --all (default: the current folder)")
     p.add_argument("--force", action="store_true", help="overwrite files that exist")
     p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
 
     def model_args(p, inputs=True):
         p.add_argument("model", nargs="?", help="a Keras model file: .keras, .h5, or .weights.h5 with --config (default: the chapter's toy CNN)")
@@ -283,6 +368,7 @@ def build_parser():
     model_args(p)
     p.add_argument("-o", "--output", required=True, help="the workbook to write (.xlsx)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
 
     p = add("summary", cmd_summary, "print the model summary as Keras does")
     model_args(p, inputs=False)
@@ -321,6 +407,21 @@ def build_parser():
     p = add("verify", cmd_verify, "recalculate a workbook in LibreOffice and compare with the engine")
     p.add_argument("workbook", help="a workbook written by cnncalc")
     p.add_argument("--keep", metavar="PATH", help="also save LibreOffice's recalculated copy here")
+
+    p = add("practice", cmd_practice, "write a practice workbook with the answer cells left empty")
+    model_args(p)
+    p.add_argument("-o", "--output", required=True, help="the practice workbook to write (.xlsx)")
+    p.add_argument("--blank", nargs="+", metavar="STEP", help="the steps to leave empty: layer names, scaled, prediction (default: all)")
+    p.add_argument("--seed", type=int, help="draw a new integer input with this seed (one exercise per student)")
+    p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+
+    p = add("check", cmd_check, "grade filled-in practice workbooks, cell by cell")
+    p.add_argument("files", nargs="+", metavar="FILLED.xlsx", help="one practice workbook, or a whole class's")
+    p.add_argument("--tolerance", type=float, metavar="T", help="a fixed absolute tolerance (default: the precision each number is written to)")
+    p.add_argument("--graded", metavar="OUT", help="write a graded copy (with several files: a folder for the copies)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--csv", metavar="GRADES.csv", help="write one row a file: name, score, each step's marks")
+    p.add_argument("--force", action="store_true", help="overwrite the graded copy or CSV if it exists")
     return parser
 
 

@@ -31,6 +31,9 @@ def atomic_output(path, force=False):
     os.close(fd)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a finished file gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -8,7 +8,7 @@ import pytest
 
 from cnncalc.cli import build_parser, main
 
-COMMANDS = ["example", "summary", "predict", "verify"]
+COMMANDS = ["example", "examples", "build", "summary", "predict", "new", "explain", "verify"]
 
 
 def run(*args, **kw):
