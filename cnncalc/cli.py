@@ -28,19 +28,19 @@ def cmd_example(args):
 
     ex = get_example(args.name)
     output = args.output or f"{ex.name}.xlsx"
-    write_example(ex, output, args.force, args.png, args.lang)
+    write_example(ex, output, args.force, args.png, args.lang, args.window)
     print(f"wrote {output}")
     if ex.model.output_shape[-1] > 1 and len(ex.model.output_shape) == 1:
         print_predictions(ex.model.predict(ex.x), ex.labels)
     return EXIT_OK
 
 
-def write_example(ex, output, force=False, png=None, lang="en"):
+def write_example(ex, output, force=False, png=None, lang="en", window=(0, 0)):
     from cnncalc.files import check_output
     from cnncalc.workbook import plan_workbook, write_plan
 
     check_output(output, force)
-    plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang)
+    plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang, window)
     write_plan(plan, output, force=force)
     if png:
         from cnncalc.pictures import write_feature_maps
@@ -88,7 +88,7 @@ def cmd_build(args):
 
     check_output(args.output, args.force)
     job = resolve(args)
-    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels, args.lang), args.output, force=args.force)
+    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels, args.lang, args.window), args.output, force=args.force)
     print(f"wrote {args.output}")
     print_predictions(job.model.predict(job.x), job.labels)
     return EXIT_OK
@@ -268,6 +268,15 @@ def cmd_check(args):
     return max(r.exit_code for r in results)
 
 
+def cell_index(text):
+    """'1,2' -> (1, 2): an output cell, counted from 0."""
+    try:
+        i, j = (int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL such as 1,2; received {text!r}") from None
+    return i, j
+
+
 def read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -348,6 +357,8 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
+    p.add_argument("--window", type=cell_index, default=(0, 0), metavar="ROW,COL",
+                   help="frame the input window of this output cell of the first convolution (default 0,0)")
 
     p = add("examples", cmd_examples, "list the chapter's worked examples, or write them all")
     p.add_argument("--all", action="store_true", help="write every example")
@@ -369,6 +380,8 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="the workbook to write (.xlsx)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
+    p.add_argument("--window", type=cell_index, default=(0, 0), metavar="ROW,COL",
+                   help="frame the input window of this output cell of the first convolution (default 0,0)")
 
     p = add("summary", cmd_summary, "print the model summary as Keras does")
     model_args(p, inputs=False)

@@ -115,10 +115,11 @@ def fit_widths(sheet, first, width, text_len):
         sheet.col_widths[c] = max(sheet.col_widths.get(c, 0), each)
 
 
-def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en"):
+def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", window=(0, 0)):
     """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8").
 
-    `lang` ("en" or "zh") chooses the labels of the Steps sheet.
+    `lang` ("en" or "zh") chooses the labels of the Steps sheet; `window` (row, col) is the output cell of
+    the first convolution whose input window is framed in red.
     """
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     factor = parse_scale(scale)
@@ -131,7 +132,7 @@ def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en"):
     plan.weights = weights
     plan.inputs, plan.outputs = [], []
     for n, sheet in enumerate(samples):
-        inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights)
+        inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights, window)
         plan.inputs.append(inp)
         plan.outputs.append(out)
     steps = SheetPlan(STEPS_SHEET)
@@ -232,7 +233,7 @@ def plan_weights(sheet, model):
     return placements
 
 
-def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
+def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, window=(0, 0)):
     """The panels of sample n; returns (placement of the raw input, placement of the final output)."""
     sp = SamplePlanner(sheet)
     name = sheet.name
@@ -263,7 +264,7 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
                          lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers,
                          step="output" if t.pre is None else "pre", layer=layer))
         if isinstance(layer, Conv2D) and not sheet.outlines:
-            outline_window(sheet, layer, conv_input, z)
+            outline_window(sheet, layer, conv_input, z, window)
         if t.pre is None or act == "linear":
             x = z
         elif act in VECTOR_ACTIVATIONS:
@@ -278,12 +279,17 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights):
     return raw_p, (x, traces[-1].out[n])
 
 
-def outline_window(sheet, layer, x, z):
-    """Frame output cell (0, 0) of filter 0 and, for each input channel, the window it reads (a dilated kernel: its span)."""
-    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
+def outline_window(sheet, layer, x, z, window=(0, 0)):
+    """Frame output cell `window` = (i, j) of filter 0 and, for each input channel, the window it reads
+    (for a dilated kernel, the span of its taps)."""
+    i, j = window
+    if not (0 <= i < z.shape[0] and 0 <= j < z.shape[1]):
+        raise CnncalcError(f"Invalid value for --window. Expected a cell of {layer.name}'s {z.shape[0]}×{z.shape[1]} output, "
+                           f"from 0,0 to {z.shape[0] - 1},{z.shape[1] - 1}. Received {i},{j}")
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     for c in range(x.shape[2]):
-        sheet.outlines.append((*x.pos((0, 0, c)), *x.pos(((kh - 1) * dh, (kw - 1) * dw, c))))
-    sheet.outlines.append((*z.pos((0, 0, 0)), *z.pos((0, 0, 0))))
+        sheet.outlines.append((*x.pos((i * sh, j * sw, c)), *x.pos((i * sh + (kh - 1) * dh, j * sw + (kw - 1) * dw, c))))
+    sheet.outlines.append((*z.pos((i, j, 0)), *z.pos((i, j, 0))))
 
 
 def plan_zero_padding(sp, x, pads, name, label, layer):

@@ -176,3 +176,16 @@ def test_explain_cli_prints_what_the_readme_shows(capsys):
     assert main(["explain", "pool", "--a", A, "--size", "2", "--mode", "sum"]) == 0
     assert main(["explain", "conv", "--a", "1 2; 3", "--b", "1"]) == 2  # ragged: one-line error
     assert "row 2" in capsys.readouterr().err
+
+
+def test_window_of_a_chosen_cell_is_framed(tmp_path):
+    from cnncalc.examples import get_example
+    from cnncalc.workbook import plan_workbook
+
+    ex = get_example("conv_stride2")
+    sheet = plan_workbook(ex.model, ex.raw, ex.scale, window=(1, 1)).sheet("Sample 1")
+    (r0, c0, r1, c1), out = sheet.outlines
+    assert (r1 - r0, c1 - c0) == (1, 1)  # a 2x2 window
+    assert sheet.cells()[(r0, c0)].value == 11  # output (1, 1) at stride 2 reads A[2:4, 2:4] = 11 12 / 15 16
+    assert sheet.cells()[out[:2]].value == 144
+    assert main(["example", "conv_stride2", "--window", "2,0", "-o", str(tmp_path / "x.xlsx")]) == 2
