@@ -8,7 +8,7 @@ import pytest
 
 from cnncalc.cli import build_parser, main
 
-COMMANDS = ["example", "examples", "build", "summary", "predict", "new", "explain", "verify"]
+COMMANDS = ["example", "examples", "build", "summary", "predict", "new", "explain", "verify", "practice", "check"]
 
 
 def run(*args, **kw):
