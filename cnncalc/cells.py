@@ -6,8 +6,12 @@ on demand, row by row, so a workbook with millions of cells never has to sit in 
 """
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import product
 import re
+from typing import NamedTuple
+
+import numpy as np
 
 from cnncalc.errors import CnncalcError
 
@@ -15,6 +19,7 @@ MAX_ROWS = 1_048_576
 MAX_COLS = 16_384
 
 
+@lru_cache(maxsize=None)  # at most 16,384 entries; a big workbook asks for the same columns a million times
 def col_letters(col):
     """0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
     if not 0 <= col < MAX_COLS:
@@ -68,9 +73,12 @@ def sheet_prefix(sheet, from_sheet):
 # ---------------------------------------------------------------- cell records
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One cell: a constant (`formula` None) or a formula with its cached result in `value`."""
+class Cell(NamedTuple):
+    """One cell: a constant (`formula` None) or a formula with its cached result in `value`.
+
+    A NamedTuple rather than a frozen dataclass: a big workbook makes millions of them, and a tuple is made
+    about twice as fast.
+    """
 
     value: object
     formula: str | None = None
@@ -78,10 +86,16 @@ class Cell:
 
 
 class Block:
-    """A rectangle of cells on one sheet; `cell(r, c)` (local coordinates) makes each one or returns None."""
+    """A rectangle of cells on one sheet; `cell(r, c)` (local coordinates) makes each one or returns None.
 
-    def __init__(self, top, left, height, width, cell):
+    `row_cells(r)`, when given, is a faster twin of `cell` for a whole local row: [(absolute col, Cell), ...],
+    left to right, the same cells `cell` makes. It is used only while `cell` is the function the block was made
+    with, so code that wraps `block.cell` (e.g. to blank some cells) is always honoured.
+    """
+
+    def __init__(self, top, left, height, width, cell, row_cells=None):
         self.top, self.left, self.height, self.width, self.cell = top, left, height, width, cell
+        self.row_cells, self._made_with = row_cells, cell
 
     @property
     def bottom(self):
@@ -92,19 +106,33 @@ class Block:
         return self.left + self.width
 
     def row(self, r):
-        """(col, Cell) pairs of local row r, absolute columns."""
+        """[(col, Cell), ...] of local row r, absolute columns, left to right."""
+        if self.row_cells is not None and self.cell is self._made_with:
+            return self.row_cells(r)
+        return self.row_naive(r)
+
+    def row_naive(self, r):
+        """`row` through `cell`, one column at a time (the reference for `row_cells`)."""
+        pairs = []
         for c in range(self.width):
             cell = self.cell(r, c)
             if cell is not None:
-                yield self.left + c, cell
+                pairs.append((self.left + c, cell))
+        return pairs
 
 
 def cells_block(cells):
     """A Block from a dict {(row, col): Cell} of absolute addresses (for small, hand-placed content)."""
+    cells = dict(cells)  # a snapshot: both ways of reading the block see the same cells
     rows = [r for r, _ in cells]
     cols = [c for _, c in cells]
     top, left = min(rows), min(cols)
-    return Block(top, left, max(rows) - top + 1, max(cols) - left + 1, lambda r, c: cells.get((top + r, left + c)))
+    by_row = {}
+    for (r, c), cell in sorted(cells.items(), key=lambda item: item[0]):
+        if cell is not None:
+            by_row.setdefault(r - top, []).append((c, cell))
+    return Block(top, left, max(rows) - top + 1, max(cols) - left + 1, lambda r, c: cells.get((top + r, left + c)),
+                 lambda r: by_row.get(r, []))
 
 
 @dataclass
@@ -141,19 +169,42 @@ class SheetPlan:
         """Yield (row, [(col, Cell), ...]) in row order, columns ascending: the order a streaming writer needs."""
         blocks = sorted(self.blocks, key=lambda b: b.top)
         active, nxt = [], 0
+        by_left, disjoint = [], True
         for r in range(self.extent[0]):
+            changed = False
             while nxt < len(blocks) and blocks[nxt].top <= r:
                 active.append(blocks[nxt])
                 nxt += 1
-            active = [b for b in active if b.bottom > r]
-            row = [pair for b in active for pair in b.row(r - b.top)]
-            if row:
+                changed = True
+            if any(b.bottom <= r for b in active):
+                active = [b for b in active if b.bottom > r]
+                changed = True
+            if changed:  # side by side, the blocks' rows join in order; overlapping ones need a sort
+                by_left = sorted(active, key=lambda b: b.left)
+                disjoint = all(a.right <= b.left for a, b in zip(by_left, by_left[1:]))
+            if disjoint:
+                row = [pair for b in by_left for pair in b.row(r - b.top)]
+            else:
+                row = [pair for b in active for pair in b.row(r - b.top)]
                 row.sort(key=lambda pair: pair[0])
+            if row:
                 yield r, row
 
     def cells(self):
         """{(row, col): Cell} of the whole sheet; for tests and small sheets."""
         return {(r, c): cell for r, row in self.rows() for c, cell in row}
+
+    def value_grid(self):
+        """The sheet's numbers as a float array of its extent, NaN where a cell holds no number.
+
+        For reading a big sheet (a million weights): the array takes 8 bytes a cell, a dict of Cells twenty times more.
+        """
+        grid = np.full(self.extent, np.nan)
+        for r, row in self.rows():
+            for c, cell in row:
+                if isinstance(cell.value, (int, float)) and not isinstance(cell.value, bool):
+                    grid[r, c] = cell.value
+        return grid
 
 
 @dataclass
@@ -262,6 +313,56 @@ class Placement:
         """A1 range from element `first` to element `last` (they must bound a rectangle of this tensor)."""
         return sheet_prefix(self.sheet, from_sheet) + a1_range(*self.pos(first), *self.pos(last), absolute)
 
+    def row_indices(self, r):
+        """[(col, idx), ...] of the elements on local row r, left to right: index_at for a whole row at once."""
+        s, g, left = self.shape, self.GAP, self.left
+        if self.layout == "grid":
+            return [(left + ch * (s[1] + g) + j, (r, j, ch)) for ch in range(s[2]) for j in range(s[1])]
+        elif self.layout == "column":
+            return [(left, (r,))]
+        elif self.layout == "row":
+            return [(left + c, (c,)) for c in range(s[0])]
+        elif self.layout == "matrix":
+            return [(left + c, (r, c)) for c in range(s[1])]
+        elif self.layout == "kernel":
+            f, a = divmod(r, s[0] + g)
+            if a >= s[0]:  # the blank row between two filters
+                return []
+            return [(left + ci * (s[1] + g) + b, (a, b, ci, f)) for ci in range(s[2]) for b in range(s[1])]
+        raise AssertionError(self.layout)
+
+    def row_values(self, values, r):
+        """values[idx] for the elements on local row r, in row_indices order, as Python numbers: one numpy slice."""
+        s, g = self.shape, self.GAP
+        if self.layout == "grid":
+            return values[r].T.ravel().tolist()  # (W, C) -> channel by channel
+        elif self.layout == "column":
+            return [values[r].item()]
+        elif self.layout == "row":
+            return values.tolist()
+        elif self.layout == "matrix":
+            return values[r].tolist()
+        elif self.layout == "kernel":
+            f, a = divmod(r, s[0] + g)
+            return [] if a >= s[0] else values[a, :, :, f].T.ravel().tolist()  # (kw, cin) -> input channel by channel
+        raise AssertionError(self.layout)
+
+    def constant_block(self, values, style):
+        """A Block of given numbers (weights): element idx holds float(values[idx]) in `style`.
+
+        Its rows are sliced from the array rather than made element by element: a big model's Weights sheet
+        has millions of cells, and this is most of the time it takes to write them.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        block = self.block(lambda idx: Cell(float(values[idx]), None, style))
+        columns = [col for col, _ in self.row_indices(0)]  # the same on every row that holds elements
+
+        def row_cells(r):
+            return [(col, Cell(v, None, style)) for col, v in zip(columns, self.row_values(values, r))]
+
+        block.row_cells = row_cells
+        return block
+
     def block(self, cell):
         """A Block covering this tensor whose cells come from cell(idx) (gaps stay empty)."""
         h, w = self.extent
@@ -270,4 +371,12 @@ class Placement:
             idx = self.index_at(self.top + r, self.left + c)
             return None if idx is None else cell(idx)
 
-        return Block(self.top, self.left, h, w, local)
+        def row_cells(r):
+            pairs = []
+            for col, idx in self.row_indices(r):
+                made = cell(idx)
+                if made is not None:
+                    pairs.append((col, made))
+            return pairs
+
+        return Block(self.top, self.left, h, w, local, row_cells)

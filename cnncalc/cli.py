@@ -28,20 +28,20 @@ def cmd_example(args):
 
     ex = get_example(args.name)
     output = args.output or f"{ex.name}.xlsx"
-    write_example(ex, output, args.force, args.png, args.lang, args.window)
+    write_example(ex, output, args.force, args.png, args.lang, args.window, args.quiet)
     print(f"wrote {output}")
     if ex.model.output_shape[-1] > 1 and len(ex.model.output_shape) == 1:
         print_predictions(ex.model.predict(ex.x), ex.labels)
     return EXIT_OK
 
 
-def write_example(ex, output, force=False, png=None, lang="en", window=(0, 0)):
+def write_example(ex, output, force=False, png=None, lang="en", window=(0, 0), quiet=False):
     from cnncalc.files import check_output
     from cnncalc.workbook import plan_workbook, write_plan
 
     check_output(output, force)
     plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang, window)
-    write_plan(plan, output, force=force)
+    write_plan(plan, output, force=force, quiet=quiet)
     if png:
         from cnncalc.pictures import write_feature_maps
 
@@ -70,7 +70,7 @@ def cmd_examples(args):
         raise CnncalcError(f"Cannot write the examples: folder {args.out} does not exist. Expected an existing folder. Received --out {args.out}")
     for name in CATALOGUE:
         path = os.path.join(args.out, f"{name}.xlsx")
-        write_example(get_example(name), path, args.force, args.png, args.lang)
+        write_example(get_example(name), path, args.force, args.png, args.lang, quiet=args.quiet)
         print(f"wrote {path}")
     return EXIT_OK
 
@@ -88,7 +88,8 @@ def cmd_build(args):
 
     check_output(args.output, args.force)
     job = resolve(args)
-    write_plan(plan_workbook(job.model, job.raw, job.scale, job.title, job.labels, args.lang, args.window), args.output, force=args.force)
+    plan = plan_workbook(job.model, job.raw, job.scale, job.title, job.labels, args.lang, args.window)
+    write_plan(plan, args.output, force=args.force, quiet=args.quiet)
     print(f"wrote {args.output}")
     print_predictions(job.model.predict(job.x), job.labels)
     return EXIT_OK
@@ -160,7 +161,7 @@ def cmd_verify(args):
     """
     from cnncalc.verify import format_report, verify
 
-    report = verify(args.workbook, keep=args.keep)
+    report = verify(args.workbook, keep=args.keep, quiet=args.quiet)
     print(format_report(report))
     return EXIT_OK if report.ok else EXIT_DIFFERS
 
@@ -285,6 +286,8 @@ def read_json(path):
         raise CnncalcError(f"Cannot read {path}. Expected a readable JSON file. Received {e.strerror or e}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CnncalcError(f"{path} is not valid JSON. Expected a JSON object. Received {e}") from None
+    except RecursionError:  # lists nested thousands deep
+        raise CnncalcError(f"{path} nests its lists or objects too deeply. Expected a JSON object such as a layer list") from None
 
 
 def resolve(args, need_inputs=True):
@@ -315,6 +318,9 @@ def resolve(args, need_inputs=True):
         return Example(str(model_path), str(model_path), model, None, scale)
     parse_scale(scale)
     raw = read_inputs(inputs, model.input_shape, getattr(args, "resize", False))
+    from cnncalc.guards import check_batch
+
+    check_batch(model, len(raw))  # every layer's output for every sample must fit in memory
     return Example(str(model_path), f"cnncalc worked example: {model_path}", model, raw, scale)
 
 
@@ -359,6 +365,7 @@ def build_parser():
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
     p.add_argument("--window", type=cell_index, default=(0, 0), metavar="ROW,COL",
                    help="frame the input window of this output cell of the first convolution (default 0,0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal, for jobs over a second)")
 
     p = add("examples", cmd_examples, "list the chapter's worked examples, or write them all")
     p.add_argument("--all", action="store_true", help="write every example")
@@ -366,6 +373,7 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="overwrite files that exist")
     p.add_argument("--png", metavar="DIR", help="also write every feature map as a PNG image into DIR")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal, for jobs over a second)")
 
     def model_args(p, inputs=True):
         p.add_argument("model", nargs="?", help="a Keras model file: .keras, .h5, or .weights.h5 with --config (default: the chapter's toy CNN)")
@@ -377,6 +385,7 @@ def build_parser():
 
     p = add("build", cmd_build, "write the workbook for a Keras model and inputs")
     model_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal, for jobs over a second)")
     p.add_argument("-o", "--output", required=True, help="the workbook to write (.xlsx)")
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the Steps sheet: English or Chinese")
@@ -420,6 +429,7 @@ def build_parser():
     p = add("verify", cmd_verify, "recalculate a workbook in LibreOffice and compare with the engine")
     p.add_argument("workbook", help="a workbook written by cnncalc")
     p.add_argument("--keep", metavar="PATH", help="also save LibreOffice's recalculated copy here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal, for jobs over a second)")
 
     p = add("practice", cmd_practice, "write a practice workbook with the answer cells left empty")
     model_args(p)

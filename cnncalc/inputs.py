@@ -18,6 +18,7 @@ import numpy as np
 from cnncalc.errors import CnncalcError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # Pillow's names for them
 SUPPORTED = ".npy, .csv, .json, " + ", ".join(IMAGE_SUFFIXES)
 MAX_SAMPLES = 10_000
 MAX_VALUES = 50_000_000
@@ -295,7 +296,8 @@ def _read_image(path, input_shape, resize):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            # Only the formats the suffixes name: Pillow would also open, say, an EPS file (through Ghostscript).
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise CnncalcError(f"{path} is too large. Expected at most {MAX_PIXELS:,} pixels. "
                                        f"Received {image.width}x{image.height}")

@@ -19,13 +19,20 @@ The InputLayer is not in "layers"; it only gives "input_shape".
 
 import io
 import json
+import math
 import os
 import re
+import select
+import signal
+import time
+import traceback
+import warnings
 import zipfile
 
 import h5py
 import numpy as np
 
+from cnncalc import guards
 from cnncalc.errors import CnncalcError
 
 # The Keras release whose .keras layout write_keras_file reproduces.
@@ -68,29 +75,141 @@ def keras_layer_key(class_name):
 # --------------------------------------------------------------------------
 
 
-def read_model_file(path, config_path=None):
+def read_model_file(path, config_path=None, check=None):
     """Read a .keras, legacy .h5 or .weights.h5 (+ config_path JSON) file into a spec.
 
     config_path, when given, is a JSON file as written by `model.to_json()`;
     it is required for .weights.h5 files and overrides any config in the file.
+    check, when given, is called with the spec without weights as soon as the
+    config is parsed, before any weight is read (loader uses it to refuse an
+    absurdly large model from its config alone).
     """
     path = os.fspath(path)
+    return _isolated(lambda: _read_guarded(path, config_path, check), path)
+
+
+def _read_guarded(path, config_path, check):
     try:
-        return _read_model_file(path, config_path)
+        return _read_model_file(path, config_path, check)
     except CnncalcError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+    except Exception as exc:
         # Anything the file's structure breaks in zipfile/h5py/json or in our
-        # walking of it is a damaged or unexpected file, not a bug to trace.
+        # walking of it is a damaged or unexpected file; --traceback shows the cause.
         raise CnncalcError(
             f"Cannot read Keras model file {path}. Expected a valid .keras, .h5 "
             f"or .weights.h5 file. Received a damaged or unexpected file "
-            f"({type(exc).__name__}: {_one_line(exc)})"
-        ) from None
+            f"({type(exc).__name__}: {_one_line(exc)[:200]})"
+        ) from exc
 
 
-def _read_model_file(path, config_path):
+class ChildError(Exception):
+    """What went wrong in the reading process, as text (its type name and traceback), for --traceback."""
+
+    def __init__(self, type_name, text):
+        super().__init__(text)
+        self.type_name = type_name
+
+
+def _isolated(read, path):
+    """read() in a forked child process, with a time limit (guards.MAX_READ_SECONDS).
+
+    A damaged HDF5 file can send libhdf5 into an endless loop, or crash it, inside C code where no
+    signal reaches: in a child, that is a one-line error instead of a hang or a dead cnncalc. The spec
+    comes back as JSON and .npy bytes (never a pickle). Without os.fork (Windows), read() runs here.
+    """
+    if not hasattr(os, "fork"):
+        return read()
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # JAX (when a caller has imported it) warns that a fork of a threaded process may deadlock: the child
+        # only runs zipfile, json, h5py and numpy, and a stuck child is killed after MAX_READ_SECONDS anyway.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's exit handlers
+        os.close(r)
+        try:
+            with os.fdopen(w, "wb") as out:
+                try:
+                    out.write(b"S" + _pack(read()))
+                except BaseException as exc:  # a CnncalcError, or anything else: the parent decides
+                    cause = exc.__cause__ if isinstance(exc, CnncalcError) else exc
+                    trace = "".join(traceback.format_exception(cause)) if cause is not None else ""
+                    out.write(b"E" + json.dumps({"type": type(exc).__name__, "message": str(exc),
+                                                 "cause": type(cause).__name__ if cause is not None else None,
+                                                 "trace": trace}).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = None
+    try:
+        data = _read_pipe(r, guards.MAX_READ_SECONDS)
+    finally:
+        os.close(r)
+        if data is None:  # out of time, or interrupted: the child must not outlive us
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if data is None:
+        raise CnncalcError(
+            f"Cannot read Keras model file {path}: reading it took longer than {guards.MAX_READ_SECONDS:g} s "
+            f"(a limit of cnncalc, in cnncalc/guards.py). Expected a valid .keras, .h5 or .weights.h5 file. "
+            f"Received a file that sends the HDF5 library into an endless loop, a damaged file"
+        )
+    if os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0 or data[:1] not in (b"S", b"E"):
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.WEXITSTATUS(status)}"
+        raise CnncalcError(
+            f"Cannot read Keras model file {path}: the HDF5 library crashed reading it ({how}). "
+            f"Expected a valid .keras, .h5 or .weights.h5 file. Received a damaged file"
+        )
+    if data[:1] == b"S":
+        return _unpack(data[1:])
+    report = json.loads(data[1:])
+    cause = ChildError(report["cause"], report["trace"]) if report["cause"] else None
+    if report["type"] == "CnncalcError":
+        raise CnncalcError(report["message"]) from cause
+    if report["type"] == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    raise RuntimeError(f"reading {path} failed: {report['type']}: {report['message']}") from cause  # a bug: not the file's fault
+
+
+def _read_pipe(fd, seconds):
+    """Everything the child writes, or None when it is not done within `seconds`."""
+    chunks = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _pack(spec):
+    """A spec as bytes: its JSON (weights replaced by their count), then each weight as .npy bytes."""
+    arrays = [w for layer in spec["layers"] for w in layer["weights"]]
+    header = {**spec, "layers": [{**layer, "weights": len(layer["weights"])} for layer in spec["layers"]]}
+    buffer = io.BytesIO()
+    text = json.dumps(header).encode()
+    buffer.write(len(text).to_bytes(8, "little") + text)
+    for array in arrays:
+        np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _unpack(data):
+    """The inverse of _pack (arrays read with allow_pickle=False)."""
+    size = int.from_bytes(data[:8], "little")
+    spec = json.loads(data[8:8 + size])
+    buffer = io.BytesIO(data[8 + size:])
+    spec["input_shape"] = tuple(spec["input_shape"])
+    for layer in spec["layers"]:
+        layer["weights"] = [np.lib.format.read_array(buffer, allow_pickle=False) for _ in range(layer["weights"])]
+    return spec
+
+
+def _read_model_file(path, config_path, check):
     if not os.path.isfile(path):
         raise CnncalcError(
             f"Cannot read Keras model file. Expected an existing file. Received path={path}"
@@ -103,17 +222,26 @@ def _read_model_file(path, config_path):
                 if "config.json" not in names:
                     raise CnncalcError(
                         f"Invalid .keras file {path}. Expected a zip archive with config.json. "
-                        f"Received an archive with {sorted(names)}"
+                        f"Received an archive with {_short(sorted(names), 200)}"
                     )
-                config = _parse_json(zf.read("config.json"), f"config.json in {path}")
             if "model.weights.h5" not in names:
                 raise CnncalcError(
                     f"Invalid .keras file {path}. Expected a zip archive with model.weights.h5. "
-                    f"Received an archive with {sorted(names)}"
+                    f"Received an archive with {_short(sorted(names), 200)}"
                 )
+            # Only the two members we read are checked: a bomb elsewhere is never opened.
+            members = [i for i in zf.infolist() if i.filename in ("config.json", "model.weights.h5")]
+            guards.check_zip(_Members(members), path, guards.MAX_WEIGHTS_FILE_BYTES)
+            if config is None:
+                info = zf.getinfo("config.json")
+                if info.file_size > guards.MAX_JSON_BYTES:
+                    raise guards.too_large(f"config.json in {path}", guards.MAX_JSON_BYTES, info.file_size, " bytes")
+                config = _parse_json(zf.read("config.json"), f"config.json in {path}")
+            model = _parse_model_config(config)
+            _check(check, model)
             weights_bytes = zf.read("model.weights.h5")
         with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-            return _build_spec(config, h5, path)
+            return _build_spec(model, h5, path)
     if not h5py.is_hdf5(path):
         raise CnncalcError(
             f"Cannot read Keras model file {path}. Expected a .keras zip archive or an "
@@ -127,15 +255,52 @@ def _read_model_file(path, config_path):
                     f"weights file together with config_path (a model.to_json() file). "
                     f"Received a weights-only file and config_path=None"
                 )
-            config = _parse_json(h5.attrs["model_config"], f"model_config in {path}")
-        return _build_spec(config, h5, path)
+            text = _attribute(h5, "model_config", guards.MAX_JSON_BYTES, f"model_config in {path}")
+            config = _parse_json(text, f"model_config in {path}")
+        model = _parse_model_config(config)
+        _check(check, model)
+        return _build_spec(model, h5, path)
+
+
+class _Members:
+    """A zip's members, as guards.check_zip wants them (an object with infolist())."""
+
+    def __init__(self, infos):
+        self._infos = infos
+
+    def infolist(self):
+        return self._infos
+
+
+def _check(check, model):
+    """Hand the spec without weights to the caller's check, before a weight is read."""
+    if check is None:
+        return
+    name, input_shape, entries, input_layer = model
+    spec = {"name": name, "input_shape": input_shape,
+            "layers": [{"class_name": e["class_name"], "config": e["config"]} for e in entries]}
+    if input_layer:
+        spec["input_layer"] = input_layer
+    check(spec)
+
+
+def _attribute(obj, name, max_bytes, where):
+    """An HDF5 attribute, refused before reading when its declared size is absurd.
+
+    (A variable-length string's characters live in the file's heap, so the file's size bounds them.)
+    """
+    attr = obj.attrs.get_id(name)
+    declared = math.prod(attr.shape or ()) * max(attr.dtype.itemsize, 1)
+    if declared > max_bytes:
+        raise guards.too_large(where, max_bytes, declared, " bytes")
+    return obj.attrs[name]
 
 
 def _read_json_file(config_path):
     config_path = os.fspath(config_path)
     try:
         with open(config_path, "rb") as f:
-            text = f.read()
+            text = f.read(guards.MAX_JSON_BYTES + 1)
     except OSError as exc:
         raise CnncalcError(
             f"Cannot read config_path. Expected a readable JSON file. "
@@ -145,26 +310,46 @@ def _read_json_file(config_path):
 
 
 def _parse_json(text, where):
+    if isinstance(text, np.ndarray) and text.shape == ():
+        text = text[()]
     if isinstance(text, (bytes, np.bytes_)):
-        text = bytes(text).decode("utf-8")
+        text = bytes(text)
+        if len(text) > guards.MAX_JSON_BYTES:
+            raise guards.too_large(where, guards.MAX_JSON_BYTES, len(text), " bytes")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CnncalcError(f"{where} is not UTF-8 text. Expected a Keras model config as JSON. "
+                               f"Received {exc.reason} at byte {exc.start}") from None
+    if not isinstance(text, str):
+        raise CnncalcError(f"Invalid {where}. Expected a Keras model config as JSON text. Received {type(text).__name__}")
+    if len(text) > guards.MAX_JSON_BYTES:
+        raise guards.too_large(where, guards.MAX_JSON_BYTES, len(text), " characters")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as exc:
         raise CnncalcError(
             f"Malformed JSON in {where}. Expected a Keras model config. "
             f"Received invalid JSON ({_one_line(exc)})"
         ) from None
+    except RecursionError:
+        raise guards.too_large(f"The nesting of {where}", guards.MAX_JSON_DEPTH, guards.MAX_JSON_DEPTH + 1, "+ levels") from None
+    return guards.check_json(value, where)
 
 
-def _build_spec(config, h5, path):
+def _build_spec(model, h5, path):
     """Combine a parsed model config with the weights in an open HDF5 file."""
-    name, input_shape, entries, input_layer = _parse_model_config(config)
+    name, input_shape, entries, input_layer = model
+    budget = _Budget(path)
     if "model_weights" in h5:  # legacy model.save("x.h5")
-        weights = _legacy_weights(h5["model_weights"], entries, path)
+        if not isinstance(h5["model_weights"], h5py.Group):
+            raise CnncalcError(f"Invalid model file {path}. Expected a group model_weights holding the weights. "
+                               f"Received {type(h5['model_weights']).__name__}")
+        weights = _legacy_weights(h5["model_weights"], entries, path, budget)
     elif "layer_names" in h5.attrs:  # legacy save_weights("x.h5"): weights at the root
-        weights = _legacy_weights(h5, entries, path)
+        weights = _legacy_weights(h5, entries, path, budget)
     else:  # Keras 3 .keras / .weights.h5
-        weights = _keras3_weights(h5, entries, path)
+        weights = _keras3_weights(h5, entries, path, budget)
     layers = [
         {"class_name": e["class_name"], "config": e["config"], "weights": w}
         for e, w in zip(entries, weights)
@@ -173,6 +358,32 @@ def _build_spec(config, h5, path):
     if input_layer:
         spec["input_layer"] = input_layer
     return spec
+
+
+class _Budget:
+    """Counts the weights read so far, so the whole file stays under guards.MAX_PARAMS."""
+
+    def __init__(self, path):
+        self.path = path
+        self.params = 0
+
+    def read(self, dataset, where):
+        """A weight dataset as an array, checked (kind, declared shape, running total) before it is read."""
+        if not isinstance(dataset, h5py.Dataset):
+            raise CnncalcError(f"Invalid weights file {self.path}. Expected a dataset of numbers at {where}. "
+                               f"Received {type(dataset).__name__}")
+        if dataset.dtype.kind not in "fiu":
+            raise CnncalcError(f"Weight {where} in {self.path} holds {dataset.dtype} values. "
+                               "Expected numbers (float or int), as Keras saves weights")
+        if dataset.shape is None:
+            raise CnncalcError(f"Weight {where} in {self.path} is empty (a null dataspace). Expected an array of numbers")
+        size = math.prod(dataset.shape)
+        if size > guards.MAX_TENSOR_VALUES:
+            raise guards.too_large(f"Weight {where} of shape {dataset.shape} in {self.path}", guards.MAX_TENSOR_VALUES, size, " values")
+        self.params += size
+        if self.params > guards.MAX_PARAMS:
+            raise guards.too_large(f"The weights in {self.path} (up to {where})", guards.MAX_PARAMS, self.params, " values")
+        return np.asarray(dataset[()])
 
 
 def _parse_model_config(model):
@@ -206,6 +417,8 @@ def _parse_model_config(model):
             f"Received {_short(config)}"
         )
     layers = config["layers"]
+    if len(layers) > guards.MAX_LAYERS + 1:  # + 1: the InputLayer
+        raise guards.too_large(f"The {class_name} model", guards.MAX_LAYERS, len(layers), " layers")
     for entry in layers:
         _check_layer_entry(entry)
         if entry["class_name"] in _MODEL_CLASSES:
@@ -232,7 +445,7 @@ def _parse_model_config(model):
             "Model has no layers. Expected at least one layer after the input. "
             "Received only an InputLayer"
         )
-    name = config.get("name") or keras_layer_key(class_name)
+    name = guards.check_name(config.get("name"), "the model") or keras_layer_key(class_name)
     functional_input = _layer_name(input_entry) if input_entry and class_name != "Sequential" else None
     return name, _input_shape(model, input_entry, entries[0]), entries, functional_input
 
@@ -250,6 +463,8 @@ def _check_layer_form(entry):
             "Invalid layer in model config. Expected an object with class_name and config. "
             f"Received {_short(entry)}"
         )
+    guards.check_name(entry.get("name"), "a layer")
+    guards.check_name(entry["config"].get("name"), "a layer")
 
 
 def _check_no_code(entry):
@@ -334,8 +549,13 @@ def _node_refs(refs):
     """Layer names from input_layers/output_layers, in both Keras 3 and Keras 2 forms."""
     if not refs:
         return []
-    if isinstance(refs[0], str):  # Keras 3 writes a single ["name", 0, 0]
+    if isinstance(refs, list) and isinstance(refs[0], str):  # Keras 3 writes a single ["name", 0, 0]
         refs = [refs]
+    if not isinstance(refs, list) or not all(isinstance(r, list) and r and isinstance(r[0], str) for r in refs):
+        raise CnncalcError(
+            "Invalid Functional model config. Expected input_layers and output_layers such as "
+            f'[["input_layer", 0, 0]]. Received {_short(refs)}'
+        )
     return [ref[0] for ref in refs]
 
 
@@ -357,7 +577,11 @@ def _collect_history(value, names):
     """Find the source layer names of every tensor mentioned in a node."""
     if isinstance(value, dict):
         if "keras_history" in value:  # Keras 3: {"keras_history": [name, node, tensor]}
-            names.append(value["keras_history"][0])
+            history = value["keras_history"]
+            if not isinstance(history, list) or not history or not isinstance(history[0], str):
+                raise CnncalcError(f"Invalid Functional model config. Expected keras_history [layer name, node, tensor]. "
+                                   f"Received {_short(history)}")
+            names.append(history[0])
             return
         for item in value.values():
             _collect_history(item, names)
@@ -380,34 +604,44 @@ def _input_shape(model, input_entry, first_entry):
     candidates += [
         cfg.get("batch_input_shape"),
         cfg.get("batch_shape"),
-        (first_entry.get("build_config") or {}).get("input_shape"),
+        _as_dict(first_entry.get("build_config")).get("input_shape"),
     ]
-    model_config = model.get("config") if isinstance(model.get("config"), dict) else {}
+    model_config = _as_dict(model.get("config"))
     candidates += [
         model_config.get("build_input_shape"),
-        (model.get("build_config") or {}).get("input_shape"),
+        _as_dict(model.get("build_config")).get("input_shape"),
     ]
     for shape in candidates:
         if isinstance(shape, list) and len(shape) >= 2:
-            return tuple(None if d is None else int(d) for d in shape[1:])
+            if not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape[1:]):
+                raise CnncalcError(
+                    "Invalid input shape in the model config. Expected positive whole numbers such as "
+                    f"[null, 28, 28, 1]. Received {_short(shape)}"
+                )
+            return tuple(shape[1:])
     raise CnncalcError(
         "Model config has no input shape. Expected an InputLayer with batch_shape, or "
         "batch_input_shape/build_input_shape on the first layer. Received none of these"
     )
 
 
+def _as_dict(value):
+    """An optional object of a config: itself, or {} when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def _layer_name(entry):
     return entry.get("name") or entry.get("config", {}).get("name") or "<unnamed>"
 
 
-def _keras3_weights(h5, entries, path):
+def _keras3_weights(h5, entries, path, budget):
     """Weights from a Keras 3 weights file: layers/<snake_case class>[_n]/vars/<i>."""
     # tf.keras 2.13-2.15 wrote the same layout under another top-level name.
     root = h5.get("layers", h5.get("_layer_checkpoint_dependencies"))
-    if root is None:
+    if not isinstance(root, h5py.Group):
         raise CnncalcError(
             f"No layer weights in {path}. Expected a Keras weights file with a 'layers' group. "
-            f"Received groups {sorted(h5.keys())}"
+            f"Received groups {_short(sorted(h5.keys()), 200)}"
         )
     used = {}
     all_weights = []
@@ -417,6 +651,12 @@ def _keras3_weights(h5, entries, path):
         group = root.get(f"{key}/vars")
         arrays = []
         if group is not None:
+            if not isinstance(group, h5py.Group) or len(group) > guards.MAX_WEIGHTS_PER_LAYER:
+                raise CnncalcError(
+                    f"Weights of layer '{_layer_name(entry)}' ({entry['class_name']}) are damaged in {path}. "
+                    f"Expected a group layers/{key}/vars of at most {guards.MAX_WEIGHTS_PER_LAYER} arrays. "
+                    f"Received {_short(group)}"
+                )
             for i in range(len(group)):
                 if str(i) not in group:
                     raise CnncalcError(
@@ -424,7 +664,7 @@ def _keras3_weights(h5, entries, path):
                         f"incomplete in {path}. Expected layers/{key}/vars/{i}. "
                         f"Received vars {sorted(group.keys())}"
                     )
-                arrays.append(np.array(group[str(i)]))
+                arrays.append(budget.read(group[str(i)], f"layers/{key}/vars/{i}"))
         _check_not_missing(entry, arrays, f"layers/{key}/vars", path)
         all_weights.append(arrays)
     return all_weights
@@ -439,7 +679,7 @@ def _unique_name(name, used):
     return name
 
 
-def _legacy_weights(root, entries, path):
+def _legacy_weights(root, entries, path, budget):
     """Weights from a legacy HDF5 file: <root>/<layer name> with a weight_names attribute."""
     all_weights = []
     for entry in entries:
@@ -447,6 +687,11 @@ def _legacy_weights(root, entries, path):
         group = root.get(name)
         arrays = []
         if group is not None:
+            if not isinstance(group, h5py.Group):
+                raise CnncalcError(
+                    f"Weights of layer '{name}' ({entry['class_name']}) are damaged in {path}. "
+                    f"Expected a group {name} holding its weights. Received {type(group).__name__}"
+                )
             for weight_name in _h5_name_list(group, "weight_names"):
                 dataset = _find_dataset(group, weight_name)
                 if dataset is None:
@@ -455,7 +700,7 @@ def _legacy_weights(root, entries, path):
                         f"{path}. Expected the dataset {weight_name} listed in weight_names. "
                         f"Received no such dataset"
                     )
-                arrays.append(np.array(dataset))
+                arrays.append(budget.read(dataset, f"{name}/{weight_name}"))
         _check_not_missing(entry, arrays, f"model_weights/{name}", path)
         all_weights.append(arrays)
     return all_weights
@@ -463,13 +708,16 @@ def _legacy_weights(root, entries, path):
 
 def _h5_name_list(group, attr):
     """A list-of-names attribute; Keras splits long ones into attr0, attr1, ..."""
+    limit = guards.MAX_WEIGHTS_PER_LAYER * (guards.MAX_NAME_LENGTH + 64)
     if attr in group.attrs:
-        values = list(np.atleast_1d(group.attrs[attr]))
+        values = list(np.atleast_1d(_attribute(group, attr, limit, f"{attr} of {group.name}")))
     else:
         values, chunk = [], 0
         while f"{attr}{chunk}" in group.attrs:
-            values += list(np.atleast_1d(group.attrs[f"{attr}{chunk}"]))
+            values += list(np.atleast_1d(_attribute(group, f"{attr}{chunk}", limit, f"{attr}{chunk} of {group.name}")))
             chunk += 1
+    if len(values) > guards.MAX_WEIGHTS_PER_LAYER:
+        raise guards.too_large(f"The weight list {attr} of {group.name}", guards.MAX_WEIGHTS_PER_LAYER, len(values), " names")
     # An empty list is stored as a float array; names come as bytes or str.
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 

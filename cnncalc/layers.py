@@ -9,7 +9,7 @@ Shapes here never carry the batch axis: an image is (H, W, C), a vector (D,).
 
 import numpy as np
 
-from cnncalc import formulas, ops
+from cnncalc import formulas, guards, ops
 from cnncalc.errors import CnncalcError
 
 
@@ -58,6 +58,14 @@ def _activation(value):
     return value
 
 
+def _flag(config, arg, default):
+    """A True/False argument of a config; a string such as "false" is refused, not read as True."""
+    value = config.get(arg, default)
+    if not isinstance(value, (bool, np.bool_)):
+        raise CnncalcError(f"Invalid value for argument `{arg}`. Expected true or false. Received {arg}={value!r}")
+    return bool(value)
+
+
 def _channels_last(config, class_name):
     fmt = config.get("data_format") or "channels_last"
     if fmt != "channels_last":
@@ -101,7 +109,10 @@ class Layer:
             )
         weights = {}
         for (wname, shape), arr in zip(shapes.items(), arrays):
-            arr = np.asarray(arr, dtype=np.float64)
+            arr = np.asarray(arr)
+            if arr.dtype.kind not in "biuf":  # strings, objects, complex numbers: not weights a cell can hold
+                raise CnncalcError(f"Weight {self.name}/{wname} holds {arr.dtype} values. Expected real numbers. Received dtype {arr.dtype}")
+            arr = arr.astype(np.float64)
             if arr.shape != tuple(shape):
                 raise CnncalcError(
                     f"Weight {self.name}/{wname} has the wrong shape. Expected {tuple(shape)}. Received {arr.shape}"
@@ -162,10 +173,10 @@ class Conv2D(Layer):
     @classmethod
     def from_config(cls, config):
         _channels_last(config, "Conv2D")
-        if int(config.get("groups", 1)) != 1:
+        if config.get("groups", 1) != 1 or isinstance(config.get("groups"), bool):
             raise CnncalcError(f"Layer {config.get('name')!r} (Conv2D) uses groups={config['groups']}. Expected groups=1. Received a grouped convolution, which cnncalc does not support")
         return cls(config["filters"], config["kernel_size"], config.get("strides", 1), config.get("padding", "valid"),
-                   config.get("dilation_rate", 1), config.get("activation"), config.get("use_bias", True), config.get("name"))
+                   config.get("dilation_rate", 1), config.get("activation"), _flag(config, "use_bias", True), config.get("name"))
 
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
@@ -313,7 +324,7 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, config):
-        return cls(config["units"], config.get("activation"), config.get("use_bias", True), config.get("name"))
+        return cls(config["units"], config.get("activation"), _flag(config, "use_bias", True), config.get("name"))
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
@@ -688,7 +699,7 @@ class BatchNormalization(Layer):
     def from_config(cls, config):
         if config.get("renorm"):
             raise CnncalcError(f"Layer {config.get('name')!r} (BatchNormalization) uses renorm=True. Expected renorm=False. Received a batch renormalization layer, which cnncalc does not support")
-        return cls(config.get("axis", -1), config.get("epsilon", 1e-3), config.get("center", True), config.get("scale", True), config.get("name"))
+        return cls(config.get("axis", -1), config.get("epsilon", 1e-3), _flag(config, "center", True), _flag(config, "scale", True), config.get("name"))
 
     def get_config(self):
         return {"name": self.name, "axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
@@ -729,6 +740,10 @@ CNNCALC_ONLY = {"SumPooling2D": SumPooling2D}  # teaching layers with no Keras c
 
 def layer_from_config(class_name, config):
     """Build a layer from Keras's (class_name, get_config()) pair; unknown classes are refused by name."""
+    if not isinstance(config, dict):
+        raise CnncalcError(f"Invalid config of a {class_name!r} layer. Expected an object of arguments such as {{\"units\": 10}}. "
+                           f"Received {type(config).__name__}")
+    guards.check_name(config.get("name"), f"a {class_name} layer")
     try:
         cls = LAYERS[class_name] if class_name in LAYERS else CNNCALC_ONLY[class_name]
     except KeyError:
@@ -740,3 +755,7 @@ def layer_from_config(class_name, config):
         return cls.from_config(config)
     except KeyError as e:
         raise CnncalcError(f"Layer {config.get('name')!r} ({class_name}) config is incomplete. Expected a value for {e.args[0]!r}. Received {sorted(config)}") from None
+    except CnncalcError as e:
+        if str(e).startswith("Layer "):
+            raise
+        raise CnncalcError(f"Layer {config.get('name')!r} ({class_name}): {e}") from None

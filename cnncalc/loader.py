@@ -5,22 +5,83 @@ import math
 
 import numpy as np
 
+from cnncalc import guards
 from cnncalc.errors import CnncalcError
 from cnncalc.layers import layer_from_config
 from cnncalc.model import Sequential
 
 
 def load_model(path, config_path=None):
-    """A Sequential model from a Keras file: .keras, legacy .h5, or .weights.h5 with a model.to_json() config."""
+    """A Sequential model from a Keras file: .keras, legacy .h5, or .weights.h5 with a model.to_json() config.
+
+    The config is checked (layers known, sizes sane) before any weight is read.
+    """
     from cnncalc.keras_io import read_model_file
 
-    spec = read_model_file(path, config_path)
-    if any(n is None for n in spec["input_shape"]):
-        raise CnncalcError(
-            f"{path}: the model's input size is not fixed. Expected an input shape such as (28, 28, 1). "
-            f"Received {tuple(spec['input_shape'])}: rebuild the model with keras.Input(shape=(H, W, C))"
-        )
-    return Sequential.from_spec(spec)
+    def check(spec):
+        if any(n is None for n in spec["input_shape"]):
+            raise CnncalcError(
+                f"{path}: the model's input size is not fixed. Expected an input shape such as (28, 28, 1). "
+                f"Received {tuple(spec['input_shape'])}: rebuild the model with keras.Input(shape=(H, W, C))"
+            )
+        skeleton(spec, str(path))
+
+    spec = read_model_file(path, config_path, check=check)
+    return _guarded(str(path), lambda: with_weights(skeleton(spec, str(path)), spec))
+
+
+def skeleton(spec, where="the model"):
+    """The model a spec describes, without weights: layers built from their configs and every shape computed,
+    refused when its weights or layer outputs would be absurdly large (cnncalc/guards.py). Nothing is allocated.
+
+    spec: {"name", "input_shape", "layers": [{"class_name", "config"}, ...], optional "input_layer"}, e.g. a
+    workbook's architecture or a model file's config.
+    """
+    def build():
+        if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+            raise CnncalcError(f"{where}: invalid model description. Expected an object with input_shape and a list of layers. "
+                               f"Received {_short(spec)}")
+        if len(spec["layers"]) > guards.MAX_LAYERS:
+            raise guards.too_large(f"{where}: the number of layers", guards.MAX_LAYERS, len(spec["layers"]))
+        guards.check_shape(spec.get("input_shape"), f"{where}: the input")
+        name, input_layer = spec.get("name", "sequential"), spec.get("input_layer")
+        for text, what in ((name, "the model's name"), (input_layer, "the input layer's name")):
+            if text is not None and not isinstance(text, str):
+                raise CnncalcError(f"{where}: invalid {what}. Expected a string. Received {_short(text)}")
+        layers = []
+        for i, entry in enumerate(spec["layers"]):
+            if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or not isinstance(entry.get("config"), dict):
+                raise CnncalcError(f"{where}: layer {i + 1} is not understood. Expected an object with class_name and config. "
+                                   f"Received {_short(entry)}")
+            layers.append(layer_from_config(entry["class_name"], entry["config"]))
+        model = Sequential(layers, spec["input_shape"], name, input_layer)
+        guards.check_model_size(model, where)
+        return model
+
+    return _guarded(where, build)
+
+
+def with_weights(model, spec):
+    """Give a skeleton model the weights of its spec (each checked: count, shape, finite numbers)."""
+    for layer, shape, entry in zip(model.layers, model.shapes, spec["layers"]):
+        layer.set_weights(entry.get("weights", []), shape)
+    return model
+
+
+def _guarded(where, build):
+    """Run build(); a failure that is not a CnncalcError (a config of the wrong types) becomes one, cause attached."""
+    try:
+        return build()
+    except CnncalcError:
+        raise
+    except Exception as exc:  # e.g. a config whose values have types no check foresaw; --traceback shows where
+        raise CnncalcError(f"{where}: the model description cannot be used. Expected a Keras model config of the "
+                           f"layers cnncalc supports. Received values it could not use ({type(exc).__name__}: {_short(str(exc), 160)})") from exc
+
+
+def _short(value, limit=80):
+    text = " ".join((value if isinstance(value, str) else repr(value)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def glorot_uniform(shape, rng):
@@ -43,32 +104,41 @@ def initial_weight(layer_class, wname, shape, rng):
 
 
 def _layer_entry(entry, i):
-    """Accept {"class_name": C, "config": {...}}, {"Conv2D": {...}} or ["Conv2D", {...}]."""
+    """Accept {"class_name": C, "config": {...}}, {"Conv2D": {...}} or ["Conv2D", {...}]; return (class name, config)."""
     if isinstance(entry, dict) and "class_name" in entry:
-        return entry["class_name"], dict(entry.get("config") or {})
-    if isinstance(entry, dict) and len(entry) == 1:
+        name, config = entry["class_name"], entry.get("config")
+    elif isinstance(entry, dict) and len(entry) == 1:
         (name, config), = entry.items()
+    elif isinstance(entry, list) and len(entry) in (1, 2):
+        name, config = entry[0], entry[1] if len(entry) == 2 else None
+    else:
+        name, config = None, None
+    if isinstance(name, str) and (config is None or isinstance(config, dict)):
         return name, dict(config or {})
-    if isinstance(entry, list) and len(entry) in (1, 2) and isinstance(entry[0], str):
-        return entry[0], dict(entry[1] if len(entry) == 2 else {})
-    raise CnncalcError(f"Layer {i + 1} of the spec is not understood. Expected {{\"Conv2D\": {{\"filters\": 8, \"kernel_size\": 3}}}}. Received {json.dumps(entry)[:80]}")
+    raise CnncalcError(f"Layer {i + 1} of the spec is not understood. Expected {{\"Conv2D\": {{\"filters\": 8, \"kernel_size\": 3}}}}. "
+                       f"Received {_short(json.dumps(entry))}")
 
 
 def model_from_layer_list(spec, seed=None):
     """Build a model from a short layer list (`cnncalc new`), weights drawn with Keras's default initializers.
 
     The seed is `seed`, else the spec's "seed", else 0: the same spec and seed give the same weights.
+    The model's size is checked from the layer list before a single weight is drawn.
     """
     if not isinstance(spec, dict) or "input_shape" not in spec or not isinstance(spec.get("layers"), list):
         raise CnncalcError('The spec is not understood. Expected {"input_shape": [28, 28, 1], "layers": [{"Conv2D": {"filters": 8, "kernel_size": 3}}, ...]}. '
-                           f"Received keys {sorted(spec) if isinstance(spec, dict) else type(spec).__name__}")
-    layers = [layer_from_config(*_layer_entry(e, i)) for i, e in enumerate(spec["layers"])]
-    try:
-        input_shape = tuple(int(n) for n in spec["input_shape"])
-    except (TypeError, ValueError):
-        raise CnncalcError(f"Invalid input_shape. Expected a list of positive integers such as [28, 28, 1]. Received {spec['input_shape']!r}") from None
-    model = Sequential(layers, input_shape, spec.get("name", "sequential"))
-    rng = np.random.default_rng(spec.get("seed", 0) if seed is None else seed)
+                           f"Received keys {sorted(map(str, spec)) if isinstance(spec, dict) else type(spec).__name__}")
+    shape = spec["input_shape"]
+    if not isinstance(shape, (list, tuple)) or not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise CnncalcError(f"Invalid input_shape. Expected a list of positive integers such as [28, 28, 1]. Received {_short(shape)}")
+    seed = spec.get("seed", 0) if seed is None else seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise CnncalcError(f"Invalid seed. Expected a whole number >= 0. Received {_short(seed)}")
+    if len(spec["layers"]) > guards.MAX_LAYERS:
+        raise guards.too_large("The spec's layer list", guards.MAX_LAYERS, len(spec["layers"]), " layers")
+    layers = [{"class_name": name, "config": config} for name, config in (_layer_entry(e, i) for i, e in enumerate(spec["layers"]))]
+    model = skeleton({"name": spec.get("name", "sequential"), "input_shape": list(shape), "layers": layers}, "the spec")
+    rng = np.random.default_rng(seed)
     for layer, shape in zip(model.layers, model.shapes):
         layer.set_weights([initial_weight(layer.class_name, n, s, rng) for n, s in layer.weight_shapes(shape).items()], shape)
     return model

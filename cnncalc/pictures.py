@@ -28,7 +28,10 @@ def write_feature_maps(plan, folder, force=False):
     """Write one PNG per channel of every (H, W, C) panel of every sample sheet; return the paths."""
     from PIL import Image
 
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a file of that name, or a place where no folder can be made
+        raise CnncalcError(f"Cannot write pictures into {folder}. Expected a folder that exists or can be made. Received {e.strerror or e}") from None
     if not os.path.isdir(folder):
         raise CnncalcError(f"Cannot write pictures into {folder}. Expected a folder. Received a file")
     paths = []

@@ -12,12 +12,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from openpyxl import load_workbook
 from openpyxl.worksheet.formula import ArrayFormula
 
 from .errors import CnncalcError, RecalcUnavailable
+from .guards import MAX_CELLS_READ
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends libreoffice-calc-nogui"
 
@@ -178,6 +180,7 @@ def _read(path, sheets, data_only: bool) -> dict[str, dict[tuple[int, int], obje
                 f"expected sheets of {path.name} ({', '.join(wb.sheetnames)}); got unknown {', '.join(missing)}"
             )
         result = {}
+        budget = MAX_CELLS_READ  # openpyxl pads rows and gaps: a small file can claim millions of cells
         for name in names:
             ws = wb[name]
             # Ignore the file's <dimension> tag: if it is wrong, openpyxl would
@@ -185,10 +188,20 @@ def _read(path, sheets, data_only: bool) -> dict[str, dict[tuple[int, int], obje
             # number, each only as wide as its last cell.
             ws.reset_dimensions()
             cells = {}
-            for r, row in enumerate(ws.iter_rows(values_only=True)):
-                for c, value in enumerate(row):
-                    if value is not None:
-                        cells[r, c] = value
+            try:
+                for r, row in enumerate(ws.iter_rows(values_only=True)):
+                    budget -= len(row) + 1
+                    if budget < 0:
+                        raise CnncalcError(f"{path.name} is too large to read (at sheet {name!r}). Expected at most {MAX_CELLS_READ:,} cells, "
+                                           "counting the empty ones up to each row's last cell (a limit of cnncalc, in cnncalc/guards.py). Received more")
+                    for c, value in enumerate(row):
+                        if value is not None:
+                            cells[r, c] = value
+            except CnncalcError:
+                raise
+            except Exception as exc:  # broken XML, an XML bomb (defusedxml refuses it), a malformed cell
+                raise CnncalcError(f"expected a readable .xlsx workbook; could not read sheet {name!r} of {str(path)!r}: "
+                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
             result[name] = cells
         return result
     finally:
@@ -212,3 +225,225 @@ def read_formulas(path, sheets=None) -> dict[str, dict[tuple[int, int], str]]:
                 formulas[key] = value
         result[name] = formulas
     return result
+
+
+# ---------------------------------------------------------------- one streaming pass over the sheet XML
+# openpyxl makes an object for every cell and has to read a workbook twice for values and formulas: for two
+# million cells that takes about a minute. read_cells walks each sheet's XML once with expat callbacks and keeps
+# only (row, col) -> value and formula. The workbook may come from anyone, so, as defusedxml does with
+# forbid_dtd=True, a document type declaration (the only place entities can be declared) is refused; the small
+# parts (workbook.xml, its relationships, the shared strings) are read through defusedxml itself.
+
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+_DIGITS = "0123456789"
+
+
+def _local(tag):
+    """'{namespace}c' or 'x:c' -> 'c' (files differ in how they name the spreadsheet namespace)."""
+    return tag.rsplit("}", 1)[-1].rpartition(":")[2]
+
+
+@lru_cache(maxsize=None)
+def _col_number(letters):
+    """'A' -> 0, 'AB' -> 27."""
+    col = 0
+    for ch in letters.upper():
+        col = col * 26 + ord(ch) - 64
+    return col - 1
+
+
+def _number(text):
+    """As openpyxl reads a number: an int unless it has a '.' or an exponent."""
+    return float(text) if ("." in text or "e" in text or "E" in text or not text.lstrip("-").isdigit()) else int(text)
+
+
+def _text_of(elem):
+    """The text of a shared string: its <t>, or its rich-text runs' <t>s (phonetic <rPh> runs left out)."""
+    parts = []
+    for child in elem:
+        name = _local(child.tag)
+        if name == "t":
+            parts.append(child.text or "")
+        elif name == "r":
+            parts.extend(t.text or "" for t in child if _local(t.tag) == "t")
+    return "".join(parts)
+
+
+def _sheet_paths(zf):
+    """[(sheet name, path in the zip), ...] in the workbook's order."""
+    import posixpath
+
+    from defusedxml import ElementTree
+
+    book = ElementTree.fromstring(zf.read("xl/workbook.xml"))
+    rels = ElementTree.fromstring(zf.read("xl/_rels/workbook.xml.rels"))
+    targets = {r.get("Id"): r.get("Target") for r in rels}
+    paths = []
+    for sheet in (e for e in book.iter() if _local(e.tag) == "sheet"):
+        target = targets[sheet.get(_NS_REL)]
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
+        paths.append((sheet.get("name"), path))
+    return paths
+
+
+def _shared_strings(zf):
+    from defusedxml import ElementTree
+
+    if "xl/sharedStrings.xml" not in zf.namelist():
+        return []
+    strings = []
+    with zf.open("xl/sharedStrings.xml") as f:
+        for _, elem in ElementTree.iterparse(f, events=("end",)):
+            if _local(elem.tag) == "si":
+                strings.append(_text_of(elem))
+                elem.clear()
+    return strings
+
+
+def _sheet_cells(stream, strings, values, formulas, name, limit):
+    """Fill values and formulas ({(row, col): ...}) from one sheet's XML, streamed; at most `limit` values."""
+    import pyexpat
+
+    from openpyxl.formula.translate import Translator
+
+    parser = pyexpat.ParserCreate()
+    parser.buffer_text = True
+    parser.buffer_size = 1 << 16
+
+    def forbid(*_):
+        raise CnncalcError(f"sheet {name!r} has a document type declaration. Expected a plain worksheet (a workbook never has one). "
+                           "Received XML that could declare entities: refused")
+
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = forbid
+    names = {}  # tag as written -> local name, so each tag is split once
+    cell = {}  # the <c> being read: "ref", "t", "v", "f", "f_attrs", "is"
+    text = None  # the character data being collected (a list), or None
+    where = [0, -1]  # (row, col) of the last cell: for cells and rows written without an address
+    shared = {}  # si -> (formula, anchor) of a shared formula's first cell
+    in_inline = in_phonetic = False
+
+    def start(tag, attrs):
+        nonlocal text, in_inline, in_phonetic
+        tag = names.get(tag) or names.setdefault(tag, _local(tag))
+        if tag == "c":
+            cell.clear()
+            cell["ref"], cell["t"] = attrs.get("r"), attrs.get("t", "n")
+        elif tag == "v" or tag == "f":
+            text = []
+            if tag == "f":
+                cell["f_attrs"] = attrs
+        elif tag == "is":
+            in_inline, cell["is"] = True, []
+        elif tag == "t" and in_inline and not in_phonetic:
+            text = []
+        elif tag == "rPh":
+            in_phonetic = True
+        elif tag == "row":
+            r = attrs.get("r")
+            where[0], where[1] = (int(r) - 1 if r else where[0] + 1), -1
+
+    def chars(data):
+        if text is not None:
+            text.append(data)
+
+    def end(tag):
+        nonlocal text, in_inline, in_phonetic
+        tag = names[tag]
+        if tag == "v" or tag == "f":
+            cell[tag], text = "".join(text), None
+        elif tag == "t" and text is not None:
+            cell["is"].append("".join(text))
+            text = None
+        elif tag == "is":
+            in_inline = False
+        elif tag == "rPh":
+            in_phonetic = False
+        elif tag == "c":
+            finish()
+
+    def finish():
+        ref = cell["ref"]
+        if ref:
+            letters = ref.rstrip(_DIGITS)
+            where[0], where[1] = int(ref[len(letters):]) - 1, _col_number(letters)
+        else:  # no address: the cell after the last one
+            where[1] += 1
+        pos = (where[0], where[1])
+        if len(values) >= limit:
+            raise CnncalcError(f"sheet {name!r} is too large to read. Expected at most {MAX_CELLS_READ:,} cells in the workbook "
+                               "(a limit of cnncalc, in cnncalc/guards.py). Received more")
+        if "f" in cell:
+            f, attrs = cell["f"], cell["f_attrs"]
+            if attrs.get("t") == "shared":
+                si = attrs.get("si")
+                if f:
+                    shared[si] = (f, ref)
+                elif si in shared:  # the first cell's formula, moved to this one
+                    first, anchor = shared[si]
+                    f = Translator("=" + first, origin=anchor).translate_formula(ref)[1:]
+            formulas[pos] = "=" + f
+        kind = cell["t"]
+        v = "".join(cell["is"]) if "is" in cell else cell.get("v") or None  # an empty <v/> is no value, as in openpyxl
+        if v is None:
+            return
+        if kind == "n":
+            values[pos] = _number(v)
+        elif kind == "s":
+            values[pos] = strings[int(v)]
+        elif kind == "b":
+            values[pos] = v.strip() in ("1", "true")
+        else:  # "str" (a formula's text), "inlineStr", "e" (an error such as #DIV/0!), "d" (an ISO date)
+            values[pos] = v
+
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
+    try:
+        parser.ParseFile(stream)
+    except pyexpat.ExpatError as exc:
+        raise CnncalcError(f"sheet {name!r} is not readable XML. Expected a worksheet. Received an error: {exc}") from None
+
+
+def read_cells(path, sheets=None, progress=None):
+    """Values and formulas of every non-empty cell in one pass: ({sheet: {(row, col): value}}, {sheet: {(row, col): '=...'}}).
+
+    The same as read_values and read_formulas (0-based addresses, ints and floats as openpyxl reads them),
+    except that a number under a date format stays a number. `progress`, if given, is called with each
+    sheet's name as it starts.
+    """
+    import zipfile
+
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CnncalcError(f"expected a readable .xlsx workbook; could not open {str(path)!r}: {exc}") from None
+    with zf:
+        from .guards import MAX_XLSX_BYTES, MAX_XLSX_MEMBER_BYTES, check_zip
+
+        check_zip(zf, str(path), MAX_XLSX_MEMBER_BYTES, MAX_XLSX_BYTES)  # sizes claimed by a zip bomb are refused unread
+        try:
+            paths = _sheet_paths(zf)
+            strings = _shared_strings(zf)
+        except (KeyError, ValueError, SyntaxError) as exc:  # a zip that is not a workbook, or broken XML
+            raise CnncalcError(f"expected a readable .xlsx workbook; could not open {str(path)!r}: {exc}") from None
+        known = [name for name, _ in paths]
+        names = known if sheets is None else list(sheets)
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise CnncalcError(f"expected sheets of {path.name} ({', '.join(known)}); got unknown {', '.join(missing)}")
+        values, formulas, budget = {}, {}, MAX_CELLS_READ
+        for name, member in paths:
+            if name not in names:
+                continue
+            if progress:
+                progress(name)
+            values[name], formulas[name] = {}, {}
+            try:
+                with zf.open(member) as stream:
+                    _sheet_cells(stream, strings, values[name], formulas[name], name, budget)
+            except CnncalcError:
+                raise
+            except Exception as exc:  # a damaged zip member, a cell that is not what its type says, a missing part
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                raise CnncalcError(f"expected a readable .xlsx workbook; could not read sheet {name!r} of {str(path)!r}: {detail}") from None
+            budget -= len(values[name])
+        return values, formulas

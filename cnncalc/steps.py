@@ -38,22 +38,24 @@ def expand(formula, sheet, value):
         s, cells = cells_of(ref, sheet)
         return [value(s, rc) for rc in cells]
 
-    def clip(terms, joiner):
+    def clip(terms, joiner, fmt):
+        """Format at most MAX_TERMS terms (a Dense layer may have thousands) and say how many more there are."""
+        shown = [fmt(t) for t in terms[:MAX_TERMS]]
         if len(terms) > MAX_TERMS:
-            terms = terms[:MAX_TERMS] + [f"… ({len(terms) - MAX_TERMS} more terms)"]
-        return joiner.join(terms)
+            shown.append(f"… ({len(terms) - MAX_TERMS} more terms)")
+        return joiner.join(shown)
 
     text = re.sub(r"(?<=[0-9A-Z)])([+\-/])", r" \1 ", formula.lstrip("="))  # binary operators, not 1e-05
-    text = _SUMPRODUCT.sub(lambda m: clip([f"{signed(a)}×{signed(b)}" for a, b in zip(values(m[1]), values(m[2]))], " + "), text)
-    text = _ARGMAX.sub(lambda m: f"position of the largest of ({clip([num(v) for v in values(m[1])], ', ')}), counting from 0", text)
+    text = _SUMPRODUCT.sub(lambda m: clip(list(zip(values(m[1]), values(m[2]))), " + ", lambda ab: f"{signed(ab[0])}×{signed(ab[1])}"), text)
+    text = _ARGMAX.sub(lambda m: f"position of the largest of ({clip(values(m[1]), ', ', num)}), counting from 0", text)
 
     def aggregate(m):
         vs = values(m[2])
         if m[1] == "SUM":
-            return "(" + clip([signed(v) for v in vs], " + ") + ")"
+            return "(" + clip(vs, " + ", signed) + ")"
         if m[1] == "AVERAGE":
-            return f"({clip([signed(v) for v in vs], ' + ')}) / {len(vs)}"
-        return f"{m[1].lower()}({clip([num(v) for v in vs], ', ')})"
+            return f"({clip(vs, ' + ', signed)}) / {len(vs)}"
+        return f"{m[1].lower()}({clip(vs, ', ', num)})"
 
     text = _AGGREGATE.sub(aggregate, text)
     text = _SINGLE.sub(lambda m: signed(values(m[0])[0]), text)

@@ -17,8 +17,10 @@ from cnncalc import formulas, ops
 from cnncalc.cells import Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, cells_block
 from cnncalc.errors import CnncalcError
 from cnncalc.files import atomic_output
+from cnncalc.guards import check_finite
 from cnncalc.inputs import parse_scale
 from cnncalc.layers import Conv2D
+from cnncalc.limits import check_fits, check_plan
 
 FORMAT_VERSION = 1
 META_SHEET = "_cnncalc"
@@ -77,6 +79,7 @@ class SamplePlanner:
         """Place a panel with its title, caption and headers; the next one goes to its right."""
         p = panel.placement
         first = p.left - (1 if p.layout == "column" else 0)
+        check_fits(self.sheet.name, f"panel {panel.title!r}", p.top, first, p.extent[0], p.left + p.extent[1] - first)
         if p.layout == "grid":
             for c in range(p.shape[2]):
                 label = panel.headers[c] if panel.headers else f"channel {c}"
@@ -103,6 +106,7 @@ class SamplePlanner:
                 return Cell(v, style=panel.style if panel.formula is None else "pad")
             return Cell(v, "=" + f, panel.style)
 
+        check_fits(self.sheet.name, f"panel {panel.title!r}", panel.placement.top, panel.placement.left, *panel.placement.extent)
         self.sheet.add(panel.placement.block(cell))
         self.panels.append(panel)
         return panel.placement
@@ -123,7 +127,8 @@ def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", wi
     """
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     factor = parse_scale(scale)
-    traces = model.trace(raw * factor)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below, by name
+        traces = check_finite(model.trace(raw * factor))
     plan = WorkbookPlan()
     readme = plan.add_sheet("Read me")
     summary = plan.add_sheet("Summary")
@@ -171,7 +176,12 @@ def plan_steps(sheet, plan, samples, lang="en"):
         cells[(2, 0)] = Cell(too_many.format(n=count), style="text")
         sheet.add(cells_block(cells))
         return
-    values = {s.name: {rc: c.value for rc, c in s.cells().items()} for s in [*samples, plan.sheet(WEIGHTS_SHEET)]}
+    values = {s.name: {rc: c.value for rc, c in s.cells().items()} for s in samples}
+    weight_values = plan.sheet(WEIGHTS_SHEET).value_grid()  # an array: a dict of a million weight cells takes ~0.5 GB
+
+    def value(sheet, rc):
+        return values[sheet][rc] if sheet in values else weight_values.item(rc)
+
     cells.update({(2, c): Cell(h, style="header") for c, h in enumerate(heads)})
     row = 3
     for s, panel in panels:
@@ -183,7 +193,7 @@ def plan_steps(sheet, plan, samples, lang="en"):
             cells[(row, 0)] = Cell(s.name, style="text")
             cells[(row, 1)] = Cell(a1(r, c), style="text")
             cells[(row, 2)] = Cell(panel.title, style="text")
-            cells[(row, 3)] = Cell(f"{expand(text, s.name, lambda sh, rc: values[sh][rc])} = {num(values[s.name][(r, c)])}", style="text")
+            cells[(row, 3)] = Cell(f"{expand(text, s.name, value)} = {num(values[s.name][(r, c)])}", style="text")
             cells[(row, 4)] = Cell(values[s.name][(r, c)], style="value")
             row += 1
     sheet.add(cells_block(cells))
@@ -207,6 +217,7 @@ def plan_weights(sheet, model):
             sheet.add(cells_block({(row, 0): Cell(label, style="subtitle")}))
             top = row + 2
             p = Placement(sheet.name, top, 1, arr.shape, layout)
+            check_fits(sheet.name, f"weight {layer.name}/{wname} of shape {tuple(arr.shape)}", top - 1, 0, p.extent[0] + 1, p.extent[1] + 1)
             heads = {}
             if layout == "kernel":
                 kh, kw, cin, cout = arr.shape
@@ -225,7 +236,7 @@ def plan_weights(sheet, model):
                     heads[(top - 1, 1 + j)] = Cell(f"{kind} {j}", style="header")
                 heads[(top, 0)] = Cell(wname, style="index")
             sheet.add(cells_block(heads))
-            sheet.add(p.block(lambda idx, arr=arr: Cell(float(arr[idx]), style="weight")))
+            sheet.add(p.constant_block(arr, "weight"))
             for c in range(1, 1 + p.extent[1]):
                 sheet.col_widths.setdefault(c, COL_WIDTH + 1)
             placements[(layer.name, wname)] = p
@@ -548,11 +559,20 @@ def column_chart(wb, sheet_name, spec):
     return chart
 
 
-def write_plan(plan, path, force=False):
-    """Write the plan to `path` through a temporary file in the same folder, renamed at the end."""
+def write_plan(plan, path, force=False, quiet=False):
+    """Write the plan to `path` through a temporary file in the same folder, renamed at the end.
+
+    Excel's limits are checked first: a plan that breaks one is refused before any file is opened.
+    Rows stream from the plan to XlsxWriter (constant_memory), so memory stays near the size of the weights.
+    A job longer than a second shows a progress bar when stderr is a terminal, unless `quiet`.
+    """
     import xlsxwriter
 
-    with atomic_output(path, force) as tmp:
+    from cnncalc.progress import Progress
+
+    check_plan(plan)
+    total = sum(b.height * b.width for sp in plan.sheets for b in sp.blocks)  # cells, gaps included: for the bar only
+    with atomic_output(path, force) as tmp, Progress(f"writing {path}", total, quiet) as bar:
         wb = xlsxwriter.Workbook(tmp, {"constant_memory": True, "strings_to_formulas": False,
                                        "strings_to_numbers": False, "strings_to_urls": False})
         # A fixed creation date: the same model and inputs give the same bytes.
@@ -575,16 +595,24 @@ def write_plan(plan, path, force=False):
             for chart in sp.charts:
                 ws.insert_chart(*chart["anchor"], column_chart(wb, sp.name, chart))
             frames = frame_sides(sp.outlines)
+            frame_rows = {r for r, _ in frames}
+            # The hot loop of a big workbook (millions of cells): keep it to a lookup and one call per cell.
+            write_formula, write_string, write_number = ws.write_formula, ws.write_string, ws.write_number
             for r, row in sp.rows():
-                for c, cell in row:
-                    fmt = formats[cell.style] if (r, c) not in frames else framed(wb, formats, cell.style, frames[(r, c)])
-                    if cell.formula is not None:
-                        ws.write_formula(r, c, cell.formula, fmt, cell.value if cell.value is not None else 0)
-                    elif isinstance(cell.value, str):
-                        ws.write_string(r, c, cell.value, fmt)
-                    elif cell.value is not None:
-                        ws.write_number(r, c, cell.value, fmt)
+                framed_row = r in frame_rows
+                for c, (value, formula, style) in row:
+                    fmt = formats[style]
+                    if framed_row and (r, c) in frames:
+                        fmt = framed(wb, formats, style, frames[(r, c)])
+                    if formula is not None:
+                        write_formula(r, c, formula, fmt, value if value is not None else 0)
+                    elif isinstance(value, str):
+                        write_string(r, c, value, fmt)
+                    elif value is not None:
+                        write_number(r, c, value, fmt)
                     else:  # an empty cell that still has a look (e.g. an unlocked answer cell)
                         ws.write_blank(r, c, None, fmt)
+                bar.advance(len(row))
+        bar.stage(f"writing {path}: compressing")
         wb.close()
     return path

@@ -54,3 +54,16 @@ def chapter():
     from cnncalc.examples import chapter_example
 
     return chapter_example()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many mutated or hostile files the fuzz tests tried (tests/fuzzing.py collects the counts)."""
+    import sys
+
+    fuzzing = sys.modules.get("fuzzing")
+    if fuzzing is None or not fuzzing.COUNTS:
+        return
+    terminalreporter.section("fuzz cases")
+    failed = [r for r in terminalreporter.stats.get("failed", []) if "fuzz" in r.nodeid]
+    for line in fuzzing.summary_lines(len(failed)):
+        terminalreporter.write_line(line)

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from PIL import Image
 
+import fuzzing
 from cnncalc import inputs
 from cnncalc.errors import CnncalcError
 from cnncalc.inputs import parse_matrix, parse_scale, read_input, read_inputs
@@ -485,4 +486,5 @@ def test_fuzz_mutated_files_read_or_raise_cnncalc_error(tmp_path_factory):
     total = sum(tried.values())
     summary = f"{total} fuzz cases tried, {sum(refused.values())} refused with CnncalcError; by format {dict(sorted(tried.items()))}"
     print("\n" + summary)
+    fuzzing.record("inputs: read_input (test_inputs.py)", total, sum(refused.values()))
     assert total >= 300 and len(tried) == len(seeds), summary
