@@ -121,11 +121,16 @@ def _isolated(read, path):
     if not hasattr(os, "fork"):
         return read()
     r, w = os.pipe()
-    with warnings.catch_warnings():
-        # JAX (when a caller has imported it) warns that a fork of a threaded process may deadlock: the child
-        # only runs zipfile, json, h5py and numpy, and a stuck child is killed after MAX_READ_SECONDS anyway.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pid = os.fork()
+    try:
+        with warnings.catch_warnings():
+            # JAX (when a caller has imported it) warns that a fork of a threaded process may deadlock: the child
+            # only runs zipfile, json, h5py and numpy, and a stuck child is killed after MAX_READ_SECONDS anyway.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pid = os.fork()
+    except OSError:  # no processes to spare (a sandbox, a limit): read here, unprotected
+        os.close(r)
+        os.close(w)
+        return read()
     if pid == 0:  # the child: report, then leave without running the parent's exit handlers
         os.close(r)
         try:
