@@ -437,26 +437,6 @@ def seed_files(folder):
     }
 
 
-mutation = st.tuples(st.sampled_from(["flip", "truncate", "insert", "delete"]), st.integers(0, 2**16), st.binary(min_size=1, max_size=8))
-
-
-def mutate(data, mutations):
-    data = bytearray(data)
-    for kind, where, payload in mutations:
-        at = where % (len(data) + 1)
-        if kind == "flip":
-            data[at % len(data)] ^= payload[0] or 1
-        elif kind == "truncate":
-            del data[at:]
-        elif kind == "insert":
-            data[at:at] = payload
-        elif kind == "delete":
-            del data[at:at + len(payload)]
-        else:
-            raise ValueError(f"unknown mutation {kind!r}")
-        if not data:
-            break
-    return bytes(data)
 
 
 def test_fuzz_mutated_files_read_or_raise_cnncalc_error(tmp_path_factory):
@@ -466,13 +446,13 @@ def test_fuzz_mutated_files_read_or_raise_cnncalc_error(tmp_path_factory):
 
     @settings(max_examples=500, deadline=timedelta(seconds=3), database=None,
               suppress_health_check=[HealthCheck.too_slow])
-    @given(st.sampled_from(sorted(seeds)), st.lists(mutation, min_size=1, max_size=4), st.booleans())
+    @given(st.sampled_from(sorted(seeds)), st.lists(fuzzing.byte_mutation, min_size=1, max_size=4), st.booleans())
     @example("npy", [("flip", 9, b"\x00")], False)  # numpy's header parser raised tokenize.TokenError
     @example("npy-dense", [("flip", 2882, b"brqmS")], False)  # ... and TypeError
     def one_case(name, mutations, resize):
         seed, input_shape = seeds[name]
         path = folder / ("mutated" + seed.suffix)
-        path.write_bytes(mutate(seed.read_bytes(), mutations))
+        path.write_bytes(fuzzing.mutate_bytes(seed.read_bytes(), mutations))
         tried[name] += 1
         try:
             batch = read_input(path, input_shape, resize)
