@@ -27,6 +27,9 @@ import openpyxl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))  # the repository, for cnncalc
+sys.path.insert(0, str(HERE.parents[1]))  # tests/, for the fuzz helpers
+
+from fuzzing import claim_huge_sizes  # noqa: E402  (one zip-bomb header rewriter for the fuzz and the corpus)
 
 from cnncalc.keras_io import write_keras_file  # noqa: E402
 from cnncalc.workbook import plan_workbook, write_plan  # noqa: E402
@@ -115,16 +118,6 @@ def layer(config, i):
 def replace(f, name, **kw):
     del f[name]
     f.create_dataset(name, **kw)
-
-
-def claim_huge(data):
-    """Every central-directory entry claims 4 GB uncompressed, as a zip bomb's does."""
-    data = bytearray(data)
-    at = data.find(b"PK\x01\x02")
-    while at != -1:
-        data[at + 24:at + 28] = (0xFFFFFFFE).to_bytes(4, "little")
-        at = data.find(b"PK\x01\x02", at + 4)
-    return bytes(data)
 
 
 class LeavesAFile:
@@ -251,7 +244,7 @@ def main():
         run, "too large")
     add("huge_dataset.keras", with_weights(ok, lambda f: replace(f, "layers/dense/vars/0", shape=(200_000, 200_000), dtype="f4",
                                                                   chunks=(64, 64))), run, "too large")
-    add("zip_bomb_header.keras", claim_huge(ok), run, "too large")
+    add("zip_bomb_header.keras", claim_huge_sizes(ok), run, "too large")
     add("too_many_layers.keras", with_config(ok, lambda c: c["config"]["layers"].extend(
         [{"module": "keras.layers", "class_name": "Dropout", "config": {"rate": 0.1}}] * 1100)), run, "too large")
 
