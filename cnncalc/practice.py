@@ -97,7 +97,7 @@ def plan_practice(model, raw, scale=None, blank=None, seed=None, title=None, lab
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     if seed is not None:
         raw = draw_inputs(raw, seed)
-    plan = plan_workbook(model, raw, scale, title, labels)
+    plan = plan_workbook(model, raw, scale, title, labels, steps=False)  # Steps would write every answer out
     valid = groups(plan)
     chosen = valid if not blank else list(dict.fromkeys(blank))
     unknown = [name for name in chosen if name not in valid]

@@ -142,7 +142,7 @@ def read_back(path, values, arch, scale, n):
                            f"{given:,} numbers in all. Expected a workbook holding them. Received a workbook of {present:,} cells")
     for layer, shape in zip(model.layers, model.shapes):
         layer.set_weights([np.zeros(s) for s in layer.weight_shapes(shape).values()], shape)
-    layout = plan_workbook(model, np.zeros((n, *model.input_shape)), scale)
+    layout = plan_workbook(model, np.zeros((n, *model.input_shape)), scale, steps=False)
     for layer, shape in zip(model.layers, model.shapes):
         arrays = []
         for wname in layer.weights:
@@ -197,7 +197,7 @@ def verify(path, rel_tol=REL_TOL, abs_tol=ABS_TOL, keep=None, timeout=900, quiet
             shutil.rmtree(recalculated.parent, ignore_errors=True)
         bar.stage(f"verify {path}: rebuilding the model and its workbook")
         model, raw = read_back(path, values, arch, scale, n)
-        plan = plan_workbook(model, raw, scale)
+        plan = plan_workbook(model, raw, scale, steps=False)  # the Steps sheet holds text, not formulas
         lap("plan")
         bar.stage(f"verify {path}: comparing", total=sum(sheet.extent[0] for sheet in plan.sheets))
         diffs = []

@@ -119,11 +119,12 @@ def fit_widths(sheet, first, width, text_len):
         sheet.col_widths[c] = max(sheet.col_widths.get(c, 0), each)
 
 
-def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", window=(0, 0)):
+def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", window=(0, 0), steps=True):
     """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8").
 
     `lang` ("en" or "zh") chooses the labels of the Steps sheet; `window` (row, col) is the output cell of
-    the first convolution whose input window is framed in red.
+    the first convolution whose input window is framed in red. `steps=False` leaves out the Steps sheet (text
+    only: verify compares formula cells, and a practice workbook must not show the answers written out).
     """
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     factor = parse_scale(scale)
@@ -140,9 +141,10 @@ def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", wi
         inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights, window)
         plan.inputs.append(inp)
         plan.outputs.append(out)
-    steps = SheetPlan(STEPS_SHEET)
-    plan.sheets.insert(plan.sheets.index(plan.sheet(WEIGHTS_SHEET)), steps)
-    plan_steps(steps, plan, samples, lang)
+    if steps:
+        steps_sheet = SheetPlan(STEPS_SHEET)
+        plan.sheets.insert(plan.sheets.index(plan.sheet(WEIGHTS_SHEET)), steps_sheet)
+        plan_steps(steps_sheet, plan, samples, lang)
     plan_summary(summary, model, plan.outputs, labels)
     plan_readme(readme, model, title, scale, raw.shape[0])
     plan_meta(plan.add_sheet(META_SHEET, hidden=True), model, scale, raw.shape[0])
