@@ -46,11 +46,11 @@ def make_model(case, work):
     sys.path.insert(0, str(HERE))
     from digits import batch, digit
 
-    from cnncalc.loader import model_from_layer_list, save_keras
+    from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
 
     path = Path(work) / f"{case}.keras"
     if case == "toy":
-        from cnncalc.examples import chapter_example
+        from cnncalc.companion.examples import chapter_example
 
         ex = chapter_example()
         if not path.exists():
@@ -64,8 +64,8 @@ def make_model(case, work):
 
 def child_export(case, work):
     """plan_workbook + write_plan, as `cnncalc build` does, from the .keras file."""
-    from cnncalc.loader import load_model
-    from cnncalc.workbook import plan_workbook, write_plan
+    from cnncalc.kerasfiles.loader import load_model
+    from cnncalc.sheets.workbook import plan_workbook, write_plan
 
     path, raw, scale, _ = make_model(case, work)
     model = load_model(path)
@@ -83,8 +83,8 @@ def child_bare(case, work):
     """The same cells written by a bare XlsxWriter loop: every cell made first (untimed), then only the writing timed."""
     import xlsxwriter
 
-    from cnncalc.loader import load_model
-    from cnncalc.workbook import STYLES, plan_workbook
+    from cnncalc.kerasfiles.loader import load_model
+    from cnncalc.sheets.workbook import STYLES, plan_workbook
 
     path, raw, scale, _ = make_model(case, work)
     plan = plan_workbook(load_model(path), raw, scale)
@@ -124,7 +124,7 @@ def child_predict(case, work):
 
     import keras
 
-    from cnncalc.loader import load_model
+    from cnncalc.kerasfiles.loader import load_model
 
     path, _, _, x = make_model(case, work)
     engine = load_model(path)
@@ -137,7 +137,7 @@ def child_predict(case, work):
 
 
 def child_verify(case, work):
-    from cnncalc.verify import verify
+    from cnncalc.recalc.verify import verify
 
     t = time.perf_counter()
     report = verify(Path(work) / f"{case}.xlsx", keep=Path(work) / f"{case}.recalculated.xlsx", quiet=True)
@@ -152,7 +152,7 @@ def child_agree(case, work):
     import keras
 
     from cnncalc.inputs import parse_scale
-    from cnncalc.recalc import read_cells
+    from cnncalc.recalc.libreoffice import read_cells
 
     path, raw, scale, _ = make_model(case, work)
     theirs = np.asarray(keras.saving.load_model(path).predict(raw * parse_scale(scale), verbose=0)).reshape(len(raw), -1)
@@ -254,7 +254,7 @@ def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     mem = next((int(line.split()[1]) / 1024 ** 2 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
     try:
-        from cnncalc.recalc import find_soffice
+        from cnncalc.recalc.libreoffice import find_soffice
 
         lo = subprocess.run([find_soffice(), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
     except Exception as e:

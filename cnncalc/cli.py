@@ -24,7 +24,7 @@ def cmd_example(args):
       cnncalc example conv_basic -o conv.xlsx
       cnncalc example two_filters --png maps/
     """
-    from cnncalc.examples import get_example
+    from cnncalc.companion.examples import get_example
 
     ex = get_example(args.name)
     output = args.output or f"{ex.name}.xlsx"
@@ -37,13 +37,13 @@ def cmd_example(args):
 
 def write_example(ex, output, force=False, png=None, lang="en", window=(0, 0), quiet=False):
     from cnncalc.files import check_output
-    from cnncalc.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook, write_plan
 
     check_output(output, force)
     plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang, window)
     write_plan(plan, output, force=force, quiet=quiet)
     if png:
-        from cnncalc.pictures import write_feature_maps
+        from cnncalc.companion.pictures import write_feature_maps
 
         for path in write_feature_maps(plan, png):
             print(f"wrote {path}")
@@ -58,7 +58,7 @@ def cmd_examples(args):
     """
     from tabulate import tabulate
 
-    from cnncalc.examples import CATALOGUE, SECTIONS, get_example
+    from cnncalc.companion.examples import CATALOGUE, SECTIONS, get_example
 
     if not args.all:
         rows = [(name, blurb, SECTIONS[section]) for name, (section, blurb, _) in CATALOGUE.items()]
@@ -84,7 +84,7 @@ def cmd_build(args):
       cnncalc build model.weights.h5 --config model.json --input a.csv b.csv -o book.xlsx
     """
     from cnncalc.files import check_output
-    from cnncalc.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook, write_plan
 
     check_output(args.output, args.force)
     job = resolve(args)
@@ -138,7 +138,7 @@ def cmd_new(args):
       cnncalc new spec.json -o model.keras --seed 1
     """
     from cnncalc.files import check_output
-    from cnncalc.loader import model_from_layer_list, save_keras
+    from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
 
     check_output(args.output, args.force)
     spec = read_json(args.spec)
@@ -159,7 +159,7 @@ def cmd_verify(args):
     Example:
       cnncalc verify cnn_simple_example.xlsx
     """
-    from cnncalc.verify import format_report, verify
+    from cnncalc.recalc.verify import format_report, verify
 
     report = verify(args.workbook, keep=args.keep, quiet=args.quiet)
     print(format_report(report))
@@ -174,7 +174,7 @@ def cmd_explain(args):
       cnncalc explain conv --a "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16" --b "1 2; 3 4" --stride 2 --lang zh
       cnncalc explain pool --a "1 2 3 4; 5 6 7 8; 9 10 11 12; 13 14 15 16" --size 2 --mode avg
     """
-    from cnncalc.explain import explain_conv, explain_pool
+    from cnncalc.companion.explain import explain_conv, explain_pool
     from cnncalc.inputs import parse_matrix
 
     a = parse_matrix(args.a)
@@ -201,8 +201,8 @@ def cmd_practice(args):
       cnncalc practice model.keras --input digit.png --scale 1/255 -o practice.xlsx
     """
     from cnncalc.files import check_output
-    from cnncalc.practice import plan_practice
-    from cnncalc.workbook import write_plan
+    from cnncalc.classroom.practice import plan_practice
+    from cnncalc.sheets.workbook import write_plan
 
     check_output(args.output, args.force)
     job = resolve(args)
@@ -231,7 +231,7 @@ def cmd_check(args):
       cnncalc check ada.xlsx --tolerance 0.001 --json
       cnncalc check submissions/*.xlsx --csv grades.csv
     """
-    from cnncalc.check import check_files, class_table, format_grade, grade_dict, write_csv, write_graded
+    from cnncalc.classroom.check import check_files, class_table, format_grade, grade_dict, write_csv, write_graded
     from cnncalc.files import check_output
 
     several = len(args.files) > 1
@@ -292,7 +292,7 @@ def read_json(path):
 
 def resolve(args, need_inputs=True):
     """The model and inputs named on the command line; without a model, the chapter's toy CNN and its samples."""
-    from cnncalc.examples import Example, chapter_example
+    from cnncalc.companion.examples import Example, chapter_example
     from cnncalc.inputs import parse_scale, read_inputs
 
     model_path = getattr(args, "model", None)
@@ -309,7 +309,7 @@ def resolve(args, need_inputs=True):
             job.scale = scale
         parse_scale(job.scale)
         return job
-    from cnncalc.loader import load_model
+    from cnncalc.kerasfiles.loader import load_model
 
     model = load_model(model_path, getattr(args, "config", None))
     if not inputs:

@@ -35,7 +35,7 @@ def keras():
 @pytest.fixture(scope="session")
 def soffice():
     from cnncalc.errors import RecalcUnavailable
-    from cnncalc.recalc import find_soffice
+    from cnncalc.recalc.libreoffice import find_soffice
 
     try:
         return find_soffice()
@@ -51,7 +51,7 @@ def book():
 
 @pytest.fixture
 def chapter():
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     return chapter_example()
 

@@ -3,8 +3,8 @@
 import pytest
 from xlsxwriter.utility import xl_rowcol_to_cell
 
-from cnncalc import formulas
-from cnncalc.cells import Block, Cell, Placement, SheetPlan, a1, a1_range, parse_a1, sheet_prefix
+from cnncalc.sheets import formulas
+from cnncalc.sheets.cells import Block, Cell, Placement, SheetPlan, a1, a1_range, parse_a1, sheet_prefix
 from cnncalc.errors import CnncalcError
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cnncalc import recalc
-from cnncalc.check import check, read_number, tolerance
+from cnncalc.recalc import libreoffice as recalc
+from cnncalc.classroom.check import check, read_number, tolerance
 from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
-from cnncalc.loader import model_from_layer_list
-from cnncalc.practice import plan_practice
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.kerasfiles.loader import model_from_layer_list
+from cnncalc.classroom.practice import plan_practice
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 STRIDED = {"input_shape": [5, 5, 2], "seed": 5, "layers": [
     {"Conv2D": {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "relu"}},
@@ -58,7 +58,7 @@ class Practice:
 
 @pytest.fixture(scope="module")
 def chapter_practice(tmp_path_factory):
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     ex = chapter_example()
     return Practice(ex.model, ex.raw, ex.scale, tmp_path_factory.mktemp("chapter") / "practice.xlsx")
@@ -191,7 +191,7 @@ def chapter_slips(ex):
 
 
 def test_each_slip_on_the_chapter_model_is_named(chapter_practice, tmp_path):
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     p = chapter_practice
     slips = chapter_slips(chapter_example())
@@ -269,7 +269,7 @@ def cascade(ex, p):
 
 
 def test_one_early_slip_is_carried_forward(chapter_practice, tmp_path, capsys):
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     p = chapter_practice
     changes = cascade(chapter_example(), p)
@@ -385,7 +385,7 @@ def test_check_help_has_an_example(capsys):
 
 def test_worked_example_plan_is_unchanged_by_practice(chapter_practice):
     """plan_practice changes its own plan only: a new worked-example plan still has every formula and cached value."""
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     ex = chapter_example()
     book = plan_workbook(ex.model, ex.raw, ex.scale)

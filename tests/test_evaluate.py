@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from cnncalc import evaluate
-from cnncalc.loader import model_from_layer_list
-from cnncalc.workbook import plan_workbook
+from cnncalc.classroom import evaluate
+from cnncalc.kerasfiles.loader import model_from_layer_list
+from cnncalc.sheets.workbook import plan_workbook
 
 import numpy as np
 

@@ -8,8 +8,8 @@ import openpyxl
 import pytest
 
 from cnncalc.cli import main
-from cnncalc.examples import CATALOGUE, get_example
-from cnncalc.explain import explain_conv, explain_pool
+from cnncalc.companion.examples import CATALOGUE, get_example
+from cnncalc.companion.explain import explain_conv, explain_pool
 
 from conftest import REPO
 
@@ -97,7 +97,7 @@ def test_the_chart_and_the_outlined_window_are_in_the_file():
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("name", list(CATALOGUE))
 def test_every_committed_workbook_verifies(name, soffice):
-    from cnncalc.verify import verify
+    from cnncalc.recalc.verify import verify
 
     report = verify(WORKBOOKS / f"{name}.xlsx")
     assert report.ok, report.failures[:3]
@@ -125,7 +125,7 @@ def test_png_feature_maps(tmp_path):
 def test_a_workbook_renders_to_pdf_as_a_reader_sees_it(soffice, tmp_path):
     import subprocess
 
-    from cnncalc.recalc import _seed_profile  # a fresh, private profile, as every LibreOffice run here
+    from cnncalc.recalc.libreoffice import _seed_profile  # a fresh, private profile, as every LibreOffice run here
 
     profile = tmp_path / "profile"
     _seed_profile(profile)
@@ -179,8 +179,8 @@ def test_explain_cli_prints_what_the_readme_shows(capsys):
 
 
 def test_window_of_a_chosen_cell_is_framed(tmp_path):
-    from cnncalc.examples import get_example
-    from cnncalc.workbook import plan_workbook
+    from cnncalc.companion.examples import get_example
+    from cnncalc.sheets.workbook import plan_workbook
 
     ex = get_example("conv_stride2")
     sheet = plan_workbook(ex.model, ex.raw, ex.scale, window=(1, 1)).sheet("Sample 1")

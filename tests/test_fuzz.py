@@ -24,10 +24,11 @@ import openpyxl
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from cnncalc import cli, guards, recalc
+from cnncalc import cli, guards
+from cnncalc.recalc import libreoffice as recalc
 from cnncalc.errors import CnncalcError
-from cnncalc.loader import load_model, model_from_layer_list, save_keras
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.kerasfiles.loader import load_model, model_from_layer_list, save_keras
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 from fuzzing import (COUNTS, byte_mutation, dumps, json_mutation, make_zip, mutate_bytes, mutate_json, mutate_zip, run_case,
                      zip_members, zip_mutation)
@@ -380,8 +381,8 @@ def mutate_meta(members, kind, small, json_muts):
 
 
 def write_book(path, spec_or_example, practice=False, filled=False):
-    from cnncalc.examples import get_example
-    from cnncalc.practice import plan_practice
+    from cnncalc.companion.examples import get_example
+    from cnncalc.classroom.practice import plan_practice
 
     if isinstance(spec_or_example, str):
         ex = get_example(spec_or_example)
@@ -467,7 +468,7 @@ book_families = st.sampled_from(["bytes", "zip", "xml", "xml", "xml"])
 
 def test_fuzz_workbooks_verify_reading(book_seeds, tmp_path, monkeypatch):
     """Mutated workbooks through verify (with LibreOffice replaced by a copy): a report, or a one-line refusal."""
-    from cnncalc.verify import verify
+    from cnncalc.recalc.verify import verify
 
     monkeypatch.setattr(recalc, "recalculate", fake_recalculate)
     path = tmp_path / "book.xlsx"
@@ -490,7 +491,7 @@ def test_fuzz_workbooks_verify_reading(book_seeds, tmp_path, monkeypatch):
 
 def test_fuzz_practice_workbooks_check(practice_seeds, tmp_path, monkeypatch):
     """Mutated practice workbooks through `check`: a grade, or a one-line refusal."""
-    check = pytest.importorskip("cnncalc.check")
+    check = pytest.importorskip("cnncalc.classroom.check")
     monkeypatch.setattr(recalc, "recalculate", fake_recalculate)
     path = tmp_path / "filled.xlsx"
 

@@ -23,11 +23,12 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cnncalc import cli, guards, recalc
+from cnncalc import cli, guards
+from cnncalc.recalc import libreoffice as recalc
 from cnncalc.errors import CnncalcError
-from cnncalc.keras_io import read_model_file, write_keras_file
-from cnncalc.loader import load_model, model_from_layer_list, save_keras
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.kerasfiles.formats import read_model_file, write_keras_file
+from cnncalc.kerasfiles.loader import load_model, model_from_layer_list, save_keras
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 CORPUS = json.loads((HOSTILE / "corpus.json").read_text())
@@ -155,7 +156,7 @@ def test_a_file_that_sends_libhdf5_into_an_endless_loop_is_stopped(monkeypatch):
 
 
 def test_a_reader_that_crashes_is_a_one_line_error(tmp_path, monkeypatch):
-    import cnncalc.keras_io as keras_io
+    import cnncalc.kerasfiles.formats as keras_io
 
     monkeypatch.setattr(keras_io, "_read_model_file", lambda *a: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(CnncalcError, match="crashed reading it .signal 9"):
@@ -164,7 +165,7 @@ def test_a_reader_that_crashes_is_a_one_line_error(tmp_path, monkeypatch):
 
 def test_the_reading_process_hands_back_exactly_what_was_read(tmp_path):
     """The spec crosses from the reading process as JSON and .npy bytes: the same as reading in this process."""
-    import cnncalc.keras_io as keras_io
+    import cnncalc.kerasfiles.formats as keras_io
 
     path = tiny_keras(tmp_path)
     here = keras_io._read_guarded(str(path), None, None)
@@ -232,7 +233,7 @@ def test_a_huge_layer_output_is_refused(tmp_path):
 
 
 def test_new_refuses_a_huge_spec_before_drawing_a_weight(monkeypatch):
-    import cnncalc.loader as loader
+    import cnncalc.kerasfiles.loader as loader
 
     monkeypatch.setattr(loader, "initial_weight", lambda *a: pytest.fail("a weight was drawn"))
     spec = {"input_shape": [28, 28, 1], "layers": [{"Flatten": {}}, {"Dense": {"units": 10**9}}]}
@@ -464,7 +465,7 @@ def test_weight_and_input_cells_that_are_not_numbers(tmp_path, monkeypatch, valu
 
 
 def test_practice_workbooks_through_check(tmp_path):
-    pytest.importorskip("cnncalc.check")
+    pytest.importorskip("cnncalc.classroom.check")
     code, _, err = run(["check", HOSTILE / "other_program.xlsx"])
     assert_one_line_error(code, err, "not a cnncalc workbook")
     code, _, err = run(["check", HOSTILE / "xml_bomb.xlsx"])
@@ -505,7 +506,7 @@ def test_a_write_stopped_halfway_leaves_nothing(tmp_path, monkeypatch, interrupt
 
 
 def test_an_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
-    import cnncalc.keras_io as keras_io
+    import cnncalc.kerasfiles.formats as keras_io
 
     out = tmp_path / "m.keras"
     out.write_bytes(b"my trained model")
@@ -530,7 +531,7 @@ def writing_commands(tmp_path):
         "verify --keep": ["verify", small_book(tmp_path / "book.xlsx"), "--keep", "{out}"],
     }
     try:
-        import cnncalc.check  # noqa: F401
+        import cnncalc.classroom.check  # noqa: F401
     except ImportError:
         return commands
     practice = tmp_path / "p.xlsx"
@@ -608,8 +609,8 @@ def test_formula_like_names_are_written_as_text(tmp_path, monkeypatch):
 
 
 def test_the_writer_never_turns_text_into_a_formula(tmp_path):
-    from cnncalc.cells import Cell, cells_block
-    from cnncalc.cells import WorkbookPlan
+    from cnncalc.sheets.cells import Cell, cells_block
+    from cnncalc.sheets.cells import WorkbookPlan
 
     plan = WorkbookPlan()
     sheet = plan.add_sheet("Text")
@@ -621,7 +622,7 @@ def test_the_writer_never_turns_text_into_a_formula(tmp_path):
 
 
 def test_a_students_formula_like_name_stays_text_in_the_graded_copy_and_csv(tmp_path):
-    pytest.importorskip("cnncalc.check")
+    pytest.importorskip("cnncalc.classroom.check")
     practice = tmp_path / "p.xlsx"
     assert run(["practice", "-o", practice])[0] == 0
     wb = openpyxl.load_workbook(practice)

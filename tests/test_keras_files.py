@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnncalc.cli import main
-from cnncalc.loader import load_model
+from cnncalc.kerasfiles.loader import load_model
 
 from keras_helpers import keras_summary, param_lines
 
@@ -104,7 +104,7 @@ def test_functional_chain_summary_lists_its_input_like_keras(keras, tmp_path):
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("name", NAMES)
 def test_workbook_of_each_model_verifies_in_libreoffice(keras, soffice, name, tmp_path):
-    from cnncalc.verify import verify
+    from cnncalc.recalc.verify import verify
 
     model = build(keras, name)
     model.save(tmp_path / "m.keras")
@@ -151,11 +151,11 @@ def test_new_models_load_in_keras_and_predict_the_same(keras, tmp_path):
 @pytest.mark.libreoffice
 def test_every_activation_recalculates_in_libreoffice(soffice, tmp_path):
     """One Dense layer per activation, chained, so every activation's formula is recalculated by LibreOffice."""
-    from cnncalc import ops
-    from cnncalc.layers import Activation, Dense
-    from cnncalc.model import Sequential
-    from cnncalc.verify import verify
-    from cnncalc.workbook import plan_workbook, write_plan
+    from cnncalc.engine import ops
+    from cnncalc.engine.layers import Activation, Dense
+    from cnncalc.engine.model import Sequential
+    from cnncalc.recalc.verify import verify
+    from cnncalc.sheets.workbook import plan_workbook, write_plan
 
     names = [a for a in ops.ACTIVATIONS if a not in ("softmax", "log_softmax")]
     layers = [Dense(4, activation=a) for a in names] + [Activation("softmax"), Dense(3), Activation("log_softmax")]

@@ -1,4 +1,4 @@
-"""Tests for cnncalc.keras_io: reading and writing Keras files without Keras.
+"""Tests for cnncalc.kerasfiles.formats: reading and writing Keras files without Keras.
 
 The tests marked `keras` save real models with Keras 3 (jax backend) and read
 them back; the others use small files written by hand in the same layouts.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cnncalc.errors import CnncalcError
-from cnncalc.keras_io import keras_layer_key, read_model_file, write_keras_file
+from cnncalc.kerasfiles.formats import keras_layer_key, read_model_file, write_keras_file
 from keras_helpers import chain_functional_model, lenet_model, toy_model
 
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cnncalc import formulas, ops
-from cnncalc.cells import Placement
+from cnncalc.sheets import formulas
+from cnncalc.engine import ops
+from cnncalc.sheets.cells import Placement
 from cnncalc.errors import CnncalcError
-from cnncalc.layers import LAYERS, SUPPORTED, layer_from_config
-from cnncalc.loader import load_model
-from cnncalc.model import Sequential
+from cnncalc.engine.layers import LAYERS, SUPPORTED, layer_from_config
+from cnncalc.kerasfiles.loader import load_model
+from cnncalc.engine.model import Sequential
 
 from keras_helpers import keras_summary, param_lines
 

@@ -4,12 +4,12 @@ and nothing (no workbook, no temporary file) is left in the folder."""
 import numpy as np
 import pytest
 
-from cnncalc import limits
-from cnncalc.cells import Cell, WorkbookPlan, cells_block
+from cnncalc.sheets import limits
+from cnncalc.sheets.cells import Cell, WorkbookPlan, cells_block
 from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
-from cnncalc.loader import model_from_layer_list, save_keras
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 
 @pytest.mark.parametrize("formula, expected", [

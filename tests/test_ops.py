@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cnncalc import ops
+from cnncalc.engine import ops
 from cnncalc.errors import CnncalcError
 
 A = np.arange(1, 17, dtype=float).reshape(1, 4, 4, 1)  # the chapter's matrix A

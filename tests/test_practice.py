@@ -5,17 +5,17 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cnncalc import recalc
+from cnncalc.recalc import libreoffice as recalc
 from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
-from cnncalc.practice import INSTRUCTIONS, plan_practice, read_practice_meta
-from cnncalc.verify import read_meta
-from cnncalc.workbook import META_SHEET, plan_workbook, write_plan
+from cnncalc.classroom.practice import INSTRUCTIONS, plan_practice, read_practice_meta
+from cnncalc.recalc.verify import read_meta
+from cnncalc.sheets.workbook import META_SHEET, plan_workbook, write_plan
 
 
 @pytest.fixture(scope="module")
 def worked():
-    from cnncalc.examples import chapter_example
+    from cnncalc.companion.examples import chapter_example
 
     ex = chapter_example()
     return ex, plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels)

@@ -1,4 +1,4 @@
-"""cnncalc.recalc against a real LibreOffice: formulas are recalculated, not echoed back."""
+"""cnncalc.recalc.libreoffice against a real LibreOffice: formulas are recalculated, not echoed back."""
 
 import math
 import tempfile
@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import xlsxwriter
 
-from cnncalc import recalc
+from cnncalc.recalc import libreoffice as recalc
 from cnncalc.errors import CnncalcError, RecalcUnavailable
-from cnncalc.recalc import find_soffice, read_formulas, read_values, recalculate
+from cnncalc.recalc.libreoffice import find_soffice, read_formulas, read_values, recalculate
 
 pytestmark = [pytest.mark.libreoffice, pytest.mark.usefixtures("soffice")]
 

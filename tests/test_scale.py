@@ -10,12 +10,12 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cnncalc import recalc
-from cnncalc.cells import Block, Cell, Placement, SheetPlan, cells_block
+from cnncalc.recalc import libreoffice as recalc
+from cnncalc.sheets.cells import Block, Cell, Placement, SheetPlan, cells_block
 from cnncalc.errors import CnncalcError
-from cnncalc.examples import CATALOGUE, get_example
-from cnncalc.loader import model_from_layer_list, save_keras
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.companion.examples import CATALOGUE, get_example
+from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 from conftest import REPO
 
@@ -207,8 +207,8 @@ def test_read_cells_reads_a_libreoffice_file_as_openpyxl_does(tmp_path, soffice)
 @pytest.mark.keras
 def test_mnist_small_exports_verifies_and_equals_keras(tmp_path, soffice, keras):
     """Conv2D(10, 3×3) → MaxPool(2) → Flatten → Dense(1000, relu) → Dense(10, softmax): 1.7 M weights, one digit."""
-    from cnncalc.loader import load_model
-    from cnncalc.verify import verify
+    from cnncalc.kerasfiles.loader import load_model
+    from cnncalc.recalc.verify import verify
 
     save_keras(model_from_layer_list(json.loads((SPECS / "mnist_small.json").read_text())), tmp_path / "mnist_small.keras")
     model = load_model(tmp_path / "mnist_small.keras")  # as `cnncalc new` then `cnncalc build` do

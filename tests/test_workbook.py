@@ -7,10 +7,10 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cnncalc import recalc
-from cnncalc.cells import parse_a1
-from cnncalc.verify import verify
-from cnncalc.workbook import plan_workbook, write_plan
+from cnncalc.recalc import libreoffice as recalc
+from cnncalc.sheets.cells import parse_a1
+from cnncalc.recalc.verify import verify
+from cnncalc.sheets.workbook import plan_workbook, write_plan
 
 from conftest import REPO
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from cnncalc.recalc import _seed_profile, find_soffice
+from cnncalc.recalc.libreoffice import _seed_profile, find_soffice
 
 
 def main(book, out, page=3, width=0.42):

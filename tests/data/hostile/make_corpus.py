@@ -31,9 +31,9 @@ sys.path.insert(0, str(HERE.parents[1]))  # tests/, for the fuzz helpers
 
 from fuzzing import claim_huge_sizes  # noqa: E402  (one zip-bomb header rewriter for the fuzz and the corpus)
 
-from cnncalc.keras_io import write_keras_file  # noqa: E402
-from cnncalc.workbook import plan_workbook, write_plan  # noqa: E402
-from cnncalc.loader import model_from_layer_list  # noqa: E402
+from cnncalc.kerasfiles.formats import write_keras_file  # noqa: E402
+from cnncalc.sheets.workbook import plan_workbook, write_plan  # noqa: E402
+from cnncalc.kerasfiles.loader import model_from_layer_list  # noqa: E402
 
 MARKERS = ["cnncalc_lambda_ran.txt", "cnncalc_pickle_ran.txt"]  # created (in the working folder) if code ever ran
 SMALL = {"input_shape": [4, 4, 1], "seed": 0, "name": "small", "layers": [

@@ -4,13 +4,13 @@ The subset: numbers, A1 references with sheet prefixes and $, ranges, + - * / ^,
 postfix %, comparisons, and SUMPRODUCT SUM MAX MIN AVERAGE EXP LN SQRT ABS TANH ERF IF MATCH, with
 Excel's precedence (unary minus binds tighter than ^: -2^2 = 4). A formula is parsed once into a
 small tree of tuples, `evaluate` computes it over any `lookup(sheet, row, col)`, and `references`
-lists the cells it reads. (cnncalc.steps writes a formula out with its numbers.)
+lists the cells it reads. (cnncalc.sheets.steps writes a formula out with its numbers.)
 """
 
 import math
 import re
 
-from cnncalc.cells import parse_a1
+from cnncalc.sheets.cells import parse_a1
 
 
 class Unsupported(Exception):

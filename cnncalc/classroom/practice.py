@@ -14,10 +14,10 @@ import json
 
 import numpy as np
 
-from cnncalc import evaluate
-from cnncalc.cells import Block, Cell, cells_block, sheet_prefix, a1
+from cnncalc.classroom import evaluate
+from cnncalc.sheets.cells import Block, Cell, cells_block, sheet_prefix, a1
 from cnncalc.errors import CnncalcError
-from cnncalc.workbook import META_SHEET, WEIGHTS_SHEET, plan_workbook, sample_sheet_name
+from cnncalc.sheets.workbook import META_SHEET, WEIGHTS_SHEET, plan_workbook, sample_sheet_name
 
 PRACTICE_VERSION = 1
 META_ROW = 5  # the practice rows of the _cnncalc sheet, below the worked example's rows 0-3

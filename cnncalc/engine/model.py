@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 
 from cnncalc.errors import CnncalcError
-from cnncalc.layers import layer_from_config
+from cnncalc.engine.layers import layer_from_config
 
 
 @dataclass

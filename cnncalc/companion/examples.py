@@ -8,8 +8,8 @@ import numpy as np
 
 from cnncalc.errors import CnncalcError
 from cnncalc.inputs import parse_scale
-from cnncalc.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
-from cnncalc.model import Sequential
+from cnncalc.engine.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
+from cnncalc.engine.model import Sequential
 
 
 @dataclass
@@ -118,7 +118,7 @@ def _pool(mode):
 
 
 def _sum_pool():
-    from cnncalc.layers import SumPooling2D
+    from cnncalc.engine.layers import SumPooling2D
 
     return SumPooling2D(2)
 

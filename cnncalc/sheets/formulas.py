@@ -6,7 +6,7 @@ SQRT, TANH, ERF, IF, MATCH. `x` below is the text of one cell reference, such as
 
 from fractions import Fraction
 
-from cnncalc import ops
+from cnncalc.engine import ops
 from cnncalc.errors import CnncalcError
 
 

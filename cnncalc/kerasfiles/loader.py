@@ -7,8 +7,8 @@ import numpy as np
 
 from cnncalc import guards
 from cnncalc.errors import CnncalcError
-from cnncalc.layers import layer_from_config
-from cnncalc.model import Sequential
+from cnncalc.engine.layers import layer_from_config
+from cnncalc.engine.model import Sequential
 
 
 def load_model(path, config_path=None):
@@ -16,7 +16,7 @@ def load_model(path, config_path=None):
 
     The config is checked (layers known, sizes sane) before any weight is read.
     """
-    from cnncalc.keras_io import read_model_file
+    from cnncalc.kerasfiles.formats import read_model_file
 
     def check(spec):
         if any(n is None for n in spec["input_shape"]):
@@ -147,7 +147,7 @@ def model_from_layer_list(spec, seed=None):
 def save_keras(model, path, force=False):
     """Save as a Keras 3 .keras file (weights as float32, as Keras stores them)."""
     from cnncalc.files import atomic_output
-    from cnncalc.keras_io import write_keras_file
+    from cnncalc.kerasfiles.formats import write_keras_file
 
     spec = model.to_spec()
     for layer in spec["layers"]:

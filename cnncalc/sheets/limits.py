@@ -10,7 +10,7 @@ of its index space: its formulas all have the same shape, and the last element h
 
 from itertools import product
 
-from cnncalc.cells import MAX_COLS, MAX_ROWS, a1, sheet_prefix
+from cnncalc.sheets.cells import MAX_COLS, MAX_ROWS, a1, sheet_prefix
 from cnncalc.errors import CnncalcError
 
 MAX_FORMULA_CHARS = 8_192

@@ -21,15 +21,16 @@ import shutil
 
 import numpy as np
 
-from cnncalc import evaluate, recalc
-from cnncalc.cells import a1, sheet_prefix
+from cnncalc.classroom import evaluate
+from cnncalc.recalc import libreoffice as recalc
+from cnncalc.sheets.cells import a1, sheet_prefix
 from cnncalc.errors import CnncalcError
-from cnncalc.explain import num
-from cnncalc.practice import INSTRUCTIONS, NAME_CELL, fingerprint, groups, plan_practice, read_practice_meta, same_given
-from cnncalc.slips import Context, diagnose
-from cnncalc.steps import expand
-from cnncalc.verify import read_back, read_meta
-from cnncalc.workbook import META_SHEET
+from cnncalc.companion.explain import num
+from cnncalc.classroom.practice import INSTRUCTIONS, NAME_CELL, fingerprint, groups, plan_practice, read_practice_meta, same_given
+from cnncalc.classroom.slips import Context, diagnose
+from cnncalc.sheets.steps import expand
+from cnncalc.recalc.verify import read_back, read_meta
+from cnncalc.sheets.workbook import META_SHEET
 
 STATUSES = ("correct", "wrong", "missing", "not a number")
 MAX_TOLERANCE = 0.005  # the loosest default: 2 decimals' worth

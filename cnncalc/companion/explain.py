@@ -4,7 +4,7 @@
 import numpy as np
 from tabulate import tabulate
 
-from cnncalc import ops
+from cnncalc.engine import ops
 from cnncalc.errors import CnncalcError
 
 LABELS = {

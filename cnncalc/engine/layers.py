@@ -1,5 +1,5 @@
 """Keras-named layers: each holds its config and weights and knows two renderings of itself,
-`call` (numpy, through cnncalc.ops) and `formula` (the cell text that computes the same element).
+`call` (numpy, through cnncalc.engine.ops) and `formula` (the cell text that computes the same element).
 
 Shapes here never carry the batch axis: an image is (H, W, C), a vector (D,).
 `formula(idx, x, w, sheet)` returns the text for element `idx` of the layer's pre-activation output
@@ -9,7 +9,9 @@ Shapes here never carry the batch axis: an image is (H, W, C), a vector (D,).
 
 import numpy as np
 
-from cnncalc import formulas, guards, ops
+from cnncalc import guards
+from cnncalc.sheets import formulas
+from cnncalc.engine import ops
 from cnncalc.errors import CnncalcError
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from openpyxl import load_workbook
 from openpyxl.worksheet.formula import ArrayFormula
 
-from .errors import CnncalcError, RecalcUnavailable
-from .guards import MAX_CELLS_READ
+from cnncalc.errors import CnncalcError, RecalcUnavailable
+from cnncalc.guards import MAX_CELLS_READ
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends libreoffice-calc-nogui"
 
@@ -417,7 +417,7 @@ def read_cells(path, sheets=None, progress=None):
     except (OSError, zipfile.BadZipFile) as exc:
         raise CnncalcError(f"expected a readable .xlsx workbook; could not open {str(path)!r}: {exc}") from None
     with zf:
-        from .guards import MAX_XLSX_BYTES, MAX_XLSX_MEMBER_BYTES, check_zip
+        from cnncalc.guards import MAX_XLSX_BYTES, MAX_XLSX_MEMBER_BYTES, check_zip
 
         check_zip(zf, str(path), MAX_XLSX_MEMBER_BYTES, MAX_XLSX_BYTES)  # sizes claimed by a zip bomb are refused unread
         try:

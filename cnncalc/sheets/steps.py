@@ -7,8 +7,8 @@ MAX/MIN/SUM/AVERAGE of one range, the argmax MATCH, element-wise functions and a
 
 import re
 
-from cnncalc.cells import parse_a1
-from cnncalc.explain import num, signed
+from cnncalc.sheets.cells import parse_a1
+from cnncalc.companion.explain import num, signed
 
 MAX_TERMS = 60  # longer expansions show their first terms and say how many more there are
 

@@ -13,14 +13,15 @@ import json
 
 import numpy as np
 
-from cnncalc import formulas, ops
-from cnncalc.cells import Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, cells_block
+from cnncalc.sheets import formulas
+from cnncalc.engine import ops
+from cnncalc.sheets.cells import Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, cells_block
 from cnncalc.errors import CnncalcError
 from cnncalc.files import atomic_output
 from cnncalc.guards import check_finite
 from cnncalc.inputs import parse_scale
-from cnncalc.layers import Conv2D
-from cnncalc.limits import check_fits, check_plan
+from cnncalc.engine.layers import Conv2D
+from cnncalc.sheets.limits import check_fits, check_plan
 
 FORMAT_VERSION = 1
 META_SHEET = "_cnncalc"
@@ -163,8 +164,8 @@ STEPS_LABELS = {
 
 def plan_steps(sheet, plan, samples, lang="en"):
     """The Steps sheet: for every formula cell of the sample sheets, its calculation written out with numbers."""
-    from cnncalc.explain import num
-    from cnncalc.steps import expand
+    from cnncalc.companion.explain import num
+    from cnncalc.sheets.steps import expand
 
     try:
         title, *heads, too_many = STEPS_LABELS[lang]

@@ -9,13 +9,14 @@ import time
 
 import numpy as np
 
-from cnncalc import guards, recalc
-from cnncalc.cells import a1, sheet_prefix
+from cnncalc import guards
+from cnncalc.recalc import libreoffice as recalc
+from cnncalc.sheets.cells import a1, sheet_prefix
 from cnncalc.errors import CnncalcError
 from cnncalc.files import atomic_output, check_output
 from cnncalc.inputs import MAX_SAMPLES
-from cnncalc.loader import skeleton
-from cnncalc.workbook import FORMAT_VERSION, META_SHEET, plan_workbook
+from cnncalc.kerasfiles.loader import skeleton
+from cnncalc.sheets.workbook import FORMAT_VERSION, META_SHEET, plan_workbook
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-12  # for values that cancel to about zero, where a relative test means nothing

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnncalc import evaluate
-from cnncalc.layers import (AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
+from cnncalc.classroom import evaluate
+from cnncalc.engine.layers import (AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
                             MaxPooling2D)
-from cnncalc.ops import padding_amounts
+from cnncalc.engine.ops import padding_amounts
 
 
 @dataclass

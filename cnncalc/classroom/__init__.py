@@ -1,0 +1,1 @@
+"""The classroom: practice workbooks, grading, evaluation of student values, slip diagnosis."""

@@ -1,0 +1,1 @@
+"""The textbook companion: the chapter's worked examples, explain, feature-map pictures."""

@@ -1,0 +1,1 @@
+"""The numpy engine: Keras-exact ops, layers and the model."""
