@@ -65,7 +65,8 @@ def make_model(case, work):
 def child_export(case, work):
     """plan_workbook + write_plan, as `cnncalc build` does, from the .keras file."""
     from cnncalc.kerasfiles.loader import load_model
-    from cnncalc.sheets.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook
+    from cnncalc.sheets.writer import write_plan
 
     path, raw, scale, _ = make_model(case, work)
     model = load_model(path)
@@ -84,7 +85,8 @@ def child_bare(case, work):
     import xlsxwriter
 
     from cnncalc.kerasfiles.loader import load_model
-    from cnncalc.sheets.workbook import STYLES, plan_workbook
+    from cnncalc.sheets.workbook import plan_workbook
+    from cnncalc.sheets.writer import STYLES
 
     path, raw, scale, _ = make_model(case, work)
     plan = plan_workbook(load_model(path), raw, scale)

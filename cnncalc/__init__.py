@@ -17,7 +17,7 @@ def __getattr__(name):
         from cnncalc.sheets.workbook import plan_workbook
         return plan_workbook
     if name == "write_plan":
-        from cnncalc.sheets.workbook import write_plan
+        from cnncalc.sheets.writer import write_plan
         return write_plan
     if name == "chapter_example":
         from cnncalc.companion.examples import chapter_example

@@ -37,7 +37,8 @@ def cmd_example(args):
 
 def write_example(ex, output, force=False, png=None, lang="en", window=(0, 0), quiet=False):
     from cnncalc.files import check_output
-    from cnncalc.sheets.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook
+    from cnncalc.sheets.writer import write_plan
 
     check_output(output, force)
     plan = plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels, lang, window)
@@ -84,7 +85,8 @@ def cmd_build(args):
       cnncalc build model.weights.h5 --config model.json --input a.csv b.csv -o book.xlsx
     """
     from cnncalc.files import check_output
-    from cnncalc.sheets.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook
+    from cnncalc.sheets.writer import write_plan
 
     check_output(args.output, args.force)
     job = resolve(args)
@@ -202,7 +204,7 @@ def cmd_practice(args):
     """
     from cnncalc.files import check_output
     from cnncalc.classroom.practice import plan_practice
-    from cnncalc.sheets.workbook import write_plan
+    from cnncalc.sheets.writer import write_plan
 
     check_output(args.output, args.force)
     job = resolve(args)

@@ -16,7 +16,8 @@ from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
 from cnncalc.kerasfiles.loader import model_from_layer_list
 from cnncalc.classroom.practice import plan_practice
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 STRIDED = {"input_shape": [5, 5, 2], "seed": 5, "layers": [
     {"Conv2D": {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "relu"}},

@@ -28,7 +28,8 @@ from cnncalc import cli, guards
 from cnncalc.recalc import libreoffice as recalc
 from cnncalc.errors import CnncalcError
 from cnncalc.kerasfiles.loader import load_model, model_from_layer_list, save_keras
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 from fuzzing import (COUNTS, byte_mutation, dumps, json_mutation, make_zip, mutate_bytes, mutate_json, mutate_zip, run_case,
                      zip_members, zip_mutation)

@@ -28,7 +28,8 @@ from cnncalc.recalc import libreoffice as recalc
 from cnncalc.errors import CnncalcError
 from cnncalc.kerasfiles.formats import read_model_file, write_keras_file
 from cnncalc.kerasfiles.loader import load_model, model_from_layer_list, save_keras
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 CORPUS = json.loads((HOSTILE / "corpus.json").read_text())

@@ -155,7 +155,8 @@ def test_every_activation_recalculates_in_libreoffice(soffice, tmp_path):
     from cnncalc.engine.layers import Activation, Dense
     from cnncalc.engine.model import Sequential
     from cnncalc.recalc.verify import verify
-    from cnncalc.sheets.workbook import plan_workbook, write_plan
+    from cnncalc.sheets.workbook import plan_workbook
+    from cnncalc.sheets.writer import write_plan
 
     names = [a for a in ops.ACTIVATIONS if a not in ("softmax", "log_softmax")]
     layers = [Dense(4, activation=a) for a in names] + [Activation("softmax"), Dense(3), Activation("log_softmax")]

@@ -9,7 +9,8 @@ from cnncalc.sheets.cells import Cell, WorkbookPlan, cells_block
 from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
 from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 
 @pytest.mark.parametrize("formula, expected", [

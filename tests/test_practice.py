@@ -10,7 +10,8 @@ from cnncalc.cli import main
 from cnncalc.errors import CnncalcError
 from cnncalc.classroom.practice import INSTRUCTIONS, plan_practice, read_practice_meta
 from cnncalc.recalc.verify import read_meta
-from cnncalc.sheets.workbook import META_SHEET, plan_workbook, write_plan
+from cnncalc.sheets.workbook import META_SHEET, plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 
 @pytest.fixture(scope="module")

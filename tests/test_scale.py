@@ -15,7 +15,8 @@ from cnncalc.sheets.cells import Block, Cell, Placement, SheetPlan, cells_block
 from cnncalc.errors import CnncalcError
 from cnncalc.companion.examples import CATALOGUE, get_example
 from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 from conftest import REPO
 

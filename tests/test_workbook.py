@@ -10,7 +10,8 @@ import pytest
 from cnncalc.recalc import libreoffice as recalc
 from cnncalc.sheets.cells import parse_a1
 from cnncalc.recalc.verify import verify
-from cnncalc.sheets.workbook import plan_workbook, write_plan
+from cnncalc.sheets.workbook import plan_workbook
+from cnncalc.sheets.writer import write_plan
 
 from conftest import REPO
 
