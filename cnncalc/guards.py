@@ -16,6 +16,7 @@ MAX_TENSOR_VALUES = 50_000_000  # one weight tensor, or one layer's output for o
 MAX_LAYERS = 1_000
 MAX_WEIGHTS_PER_LAYER = 16  # Keras's layers have at most 4 (BatchNormalization)
 MAX_NAME_LENGTH = 256  # a layer's or a model's name
+MAX_FILE_BYTES = 2 << 30  # any one file cnncalc reads (a model, an input, a workbook), from its size before it is opened
 MAX_JSON_BYTES = 16 << 20  # a model config (config.json, model_config, model.to_json())
 MAX_JSON_DEPTH = 100  # nesting of a config; Keras's are about 10 deep
 MAX_WEIGHTS_FILE_BYTES = 1 << 30  # model.weights.h5 inside a .keras zip
@@ -26,6 +27,7 @@ ZIP_RATIO_FROM = 16 << 20
 MAX_CELLS_READ = 10_000_000  # cells (and rows) a workbook reader steps through, empty ones included
 MAX_PLAN_CELLS = 5_000_000  # cells verify/check lay out again to read a workbook back
 MAX_READ_SECONDS = 60  # reading one model file; a damaged HDF5 file can loop forever inside libhdf5
+MAX_HDF5_LINKS = 100_000  # links an HDF5 file's groups hold in all (Keras writes about 10 a layer), walked before a read
 MAX_TRACE_VALUES = 200_000_000  # every layer output (and pre-activation) of a whole batch, as numbers
 
 

@@ -33,6 +33,7 @@ from cnncalc.sheets.writer import write_plan
 
 from fuzzing import (COUNTS, byte_mutation, dumps, json_mutation, make_zip, mutate_bytes, mutate_json, mutate_zip, run_case,
                      zip_members, zip_mutation)
+from test_hdf5_storage import KEPT, REFUSED, restore
 
 
 
@@ -258,6 +259,87 @@ def test_fuzz_model_files(model_seeds, tmp_path, monkeypatch):
         assert (code == 0) == book.exists() and not leftovers(out), (code, err.getvalue())
         if code == 2:
             assert err.getvalue().startswith("cnncalc: error: ") and err.getvalue().count("\n") == 1
+        book.unlink(missing_ok=True)
+
+    one_case()
+
+
+# ---------------------------------------------------------------- HDF5 storage layouts
+
+storage_mutation = st.tuples(st.sampled_from(sorted(REFUSED) + list(KEPT)), st.integers(0, 2**16))
+
+
+def mutate_storage(path, mutations, outside):
+    """Move datasets of a weights HDF5 file, in place, out of the file or elsewhere in it (test_hdf5_storage.restore),
+    each mutation on another dataset; values moved out are replaced by others, so a leak could not pass for the
+    model. Returns the kinds applied."""
+    applied = []
+    with h5py.File(path, "r+") as f:
+        datasets = []
+        f.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim and obj.size else None)
+        for n, (kind, which) in enumerate(mutations):
+            if not datasets:
+                break
+            name = datasets.pop(which % len(datasets))
+            values = f[name][()]
+            restore(f, name, kind, values if kind in KEPT else np.full_like(values, 1234.5625), outside, tag=str(n))
+            applied.append(kind)
+    return applied
+
+
+@pytest.mark.keras
+def test_fuzz_hdf5_storage_layouts(model_seeds, tmp_path):
+    """Datasets of real Keras files moved out of the file (external storage, virtual datasets, external links, soft
+    links that loop, dangle or leave, a filter plugin) or elsewhere inside it (soft and hard links, a cycle of
+    groups, compression), up to three per file: a file with any move out is refused in one line ("Refused ...");
+    one whose values all stay inside loads with exactly its weights. One in four also goes through `cnncalc build`:
+    exit 2 with one line and nothing written, or a workbook."""
+    folder, out, outside = tmp_path / "in", tmp_path / "out", tmp_path / "outside"
+    for d in (folder, out, outside):
+        d.mkdir()
+    x = folder / "x.npy"
+    weights = {name: [w for layer in load_model(*_write_seed(folder, seed)).layers for w in layer.get_weights()]
+               for name, seed in model_seeds.items()}
+
+    @fuzz(250)
+    @given(st.sampled_from(sorted(model_seeds)), st.lists(storage_mutation, min_size=1, max_size=3), st.integers(0, 3))
+    @example("toy.keras", [("external_storage", 0)], 0)
+    @example("toy.h5", [("soft_loop", 1), ("group_cycle", 2)], 0)
+    def one_case(name, mutations, roll):
+        for p in folder.iterdir():
+            p.unlink()
+        seed = model_seeds[name]
+        path, config = _write_seed(folder, seed)
+        if seed[1] == ".keras":
+            inner, members = folder / "inner.h5", zip_members(seed[0])
+            inner.write_bytes(dict(members)["model.weights.h5"])
+            applied = mutate_storage(inner, mutations, outside)
+            path, config = _write_seed(folder, seed, make_zip([(n, inner.read_bytes() if n == "model.weights.h5" else d)
+                                                               for n, d in members]))
+        else:
+            applied = mutate_storage(path, mutations, outside)
+        model = run_case("model files (hdf5 storage)", lambda: load_model(path, config))
+        moved_out = [kind for kind in applied if kind in REFUSED]
+        if moved_out:
+            assert isinstance(model, CnncalcError), f"{applied} loaded"
+            message = str(model)
+            assert message.startswith("Refused ") and any(REFUSED[k] in message for k in moved_out), (applied, message)
+        else:
+            assert not isinstance(model, CnncalcError), (applied, str(model))
+            for got, want in zip([w for layer in model.layers for w in layer.get_weights()], weights[name], strict=True):
+                np.testing.assert_array_equal(got, want)
+        if roll:
+            return
+        np.save(x, np.random.default_rng(0).normal(size=(1, *seed[3])))
+        book = out / "book.xlsx"
+        args = ["build", str(path), "--input", str(x), "-o", str(book)] + (["--config", str(config)] if config else [])
+        with quiet() as err:
+            code = run_case("build with a moved dataset (CLI)", lambda: cli.main(args))
+        assert code == (2 if moved_out else 0), (applied, err.getvalue())
+        assert (code == 0) == book.exists() and not leftovers(out)
+        if code == 2:
+            assert err.getvalue().startswith("cnncalc: error: Refused ") and err.getvalue().count("\n") == 1
+            assert "1234.5625" not in err.getvalue()
         book.unlink(missing_ok=True)
 
     one_case()

@@ -9,7 +9,6 @@
 """
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from cnncalc.kerasfiles.formats import read_model_file, write_keras_file
 from cnncalc.kerasfiles.loader import load_model, model_from_layer_list, save_keras
 from cnncalc.sheets.workbook import plan_workbook
 from cnncalc.sheets.writer import write_plan
+from test_hdf5_storage import edit_h5, run_cli as run  # cli.main in this process: (exit code, stdout, stderr)
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 CORPUS = json.loads((HOSTILE / "corpus.json").read_text())
@@ -39,20 +39,6 @@ SMALL = {"input_shape": [4, 4, 1], "seed": 0, "name": "small", "layers": [
     {"Dense": {"units": 2, "activation": "softmax"}},
 ]}
 FORMULA_LIKE = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-1+1", "@SUM(1)"]
-
-
-def run(argv, cwd=None):
-    """cli.main in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    here = os.getcwd()
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main([str(a) for a in argv])
-    finally:
-        os.chdir(here)
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(code, err, *words):
@@ -156,6 +142,54 @@ def test_a_file_that_sends_libhdf5_into_an_endless_loop_is_stopped(monkeypatch):
         load_model(HOSTILE / "found_hdf5_endless_loop.h5")
 
 
+@pytest.mark.parametrize("name, words", [("found_hdf5_endless_loop.h5", ("damaged", "longer than 2 s")),
+                                         ("hdf5_external_link.h5", ("external link",) * 2),
+                                         ("hdf5_external_storage.h5", ("external storage",) * 2)])
+def test_the_compile_settings_are_read_as_guarded_as_the_model(tmp_path, monkeypatch, name, words):
+    """`cnncalc train` takes the loss and optimizer from the model file: they are read as the model is, in the
+    time-limited child process, and an HDF5 file with anything pointing outside it is refused before they are.
+    (compile_settings alone reads no weights: libhdf5's endless loop is in them; its walk of the links finds the damage.)"""
+    from cnncalc.kerasfiles.compile import compile_settings
+
+    monkeypatch.setattr(guards, "MAX_READ_SECONDS", 2)
+    np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    np.save(tmp_path / "y.npy", np.array([0]))
+    with time_limit(20):
+        with pytest.raises(CnncalcError, match=words[0]) as info:
+            compile_settings(HOSTILE / name)
+        assert "\n" not in str(info.value)
+        code, _, err = run(["train", HOSTILE / name, "--input", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+                            "-o", tmp_path / "out" / "fit.xlsx"])
+    assert_one_line_error(code, err, words[1])
+    assert not (tmp_path / "out").exists()
+
+
+def test_reading_the_compile_settings_alone_has_the_time_limit_too(tmp_path, monkeypatch):
+    import cnncalc.kerasfiles.formats as keras_io
+    from cnncalc.kerasfiles.compile import compile_settings
+
+    monkeypatch.setattr(guards, "MAX_READ_SECONDS", 1)
+    monkeypatch.setattr(keras_io, "_read_compile_config", lambda path: time.sleep(30))  # libhdf5 in an endless loop
+    with time_limit(10), pytest.raises(CnncalcError, match="longer than 1 s"):
+        compile_settings(tiny_keras(tmp_path))
+
+
+def test_train_reads_the_model_file_once(tmp_path, monkeypatch):
+    """The model and the settings it was compiled with (no --loss, no --optimizer) come from one read of the file."""
+    import cnncalc.kerasfiles.formats as keras_io
+
+    path = tmp_path / "m.keras"
+    write_keras_file(model_from_layer_list(SMALL).to_spec(), path, {"loss": "categorical_crossentropy", "optimizer": "sgd"})
+    np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    np.save(tmp_path / "y.npy", np.array([1]))
+    reads, real = [], keras_io._isolated
+    monkeypatch.setattr(keras_io, "_isolated", lambda read, where: reads.append(where) or real(read, where))
+    monkeypatch.setattr("cnncalc.kerasfiles.compile.compile_settings", lambda path: pytest.fail("the file was read again for its compile settings"))
+    code, out, err = run(["train", path, "--input", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "-o", tmp_path / "fit.xlsx"])
+    assert code == 0, err
+    assert reads == [str(path)] and (tmp_path / "fit.xlsx").exists()
+
+
 def test_a_reader_that_crashes_is_a_one_line_error(tmp_path, monkeypatch):
     import cnncalc.kerasfiles.formats as keras_io
 
@@ -169,7 +203,7 @@ def test_the_reading_process_hands_back_exactly_what_was_read(tmp_path):
     import cnncalc.kerasfiles.formats as keras_io
 
     path = tiny_keras(tmp_path)
-    here = keras_io._read_guarded(str(path), None, None)
+    here = keras_io._read_model_file(str(path), None, None)
     there = read_model_file(path)
     assert json.dumps({**here, "layers": [{**l, "weights": None} for l in here["layers"]]}) == \
         json.dumps({**there, "layers": [{**l, "weights": None} for l in there["layers"]]})
@@ -190,22 +224,17 @@ def tiny_keras(tmp_path, change_config=None, change_weights=None, name="m.keras"
         {"class_name": "Dense", "config": {"units": 2}, "weights": [rng.normal(size=(4, 2)), np.zeros(2)]}]}
     path = tmp_path / name
     write_keras_file(spec, path)
-    if change_config or change_weights:
+    if change_config:
         with zipfile.ZipFile(path) as zf:
             parts = {n: zf.read(n) for n in zf.namelist()}
-        if change_config:
-            config = json.loads(parts["config.json"])
-            change_config(config)
-            parts["config.json"] = json.dumps(config).encode()
-        if change_weights:
-            inner = tmp_path / "inner.h5"
-            inner.write_bytes(parts["model.weights.h5"])
-            with h5py.File(inner, "r+") as f:
-                change_weights(f)
-            parts["model.weights.h5"] = inner.read_bytes()
+        config = json.loads(parts["config.json"])
+        change_config(config)
+        parts["config.json"] = json.dumps(config).encode()
         with zipfile.ZipFile(path, "w") as zf:
             for n, d in parts.items():
                 zf.writestr(n, d)
+    if change_weights:
+        edit_h5(path, change_weights)
     return path
 
 
@@ -495,9 +524,13 @@ def test_a_write_stopped_halfway_leaves_nothing(tmp_path, monkeypatch, interrupt
 
     monkeypatch.setattr(xlsxwriter.worksheet.Worksheet, "write_formula", write_formula)
     out = tmp_path / "book.xlsx"
-    if isinstance(interrupt, Halfway):  # a bug: it propagates (with --traceback's stack), nothing is left behind
+    if isinstance(interrupt, Halfway):  # a bug: exit 3 (never 1, "differences found"), one line; --traceback shows its stack
+        code, _, err = run(["example", "-o", out])
+        assert code == 3 and err.startswith("cnncalc: internal error: Halfway: disk on fire") and err.count("\n") == 1, err
+        assert "--traceback" in err and list(tmp_path.iterdir()) == []
+        calls["n"] = 0
         with pytest.raises(Halfway):
-            cli.main(["example", "-o", str(out)])
+            cli.main(["--traceback", "example", "-o", str(out)])
     else:
         code, _, err = run(["example", "-o", out])
         assert code == (130 if isinstance(interrupt, KeyboardInterrupt) else 2), err
@@ -518,18 +551,27 @@ def test_an_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "spec.json"]
 
 
+# The kind of file each writing command writes, where it is not a workbook.
+OUTPUT_SUFFIX = {"new": ".keras", "export": ".keras", "check --csv": ".csv"}
+
+
 def writing_commands(tmp_path):
     """Every command that writes a file, as argv with {out} for the file it writes."""
     (tmp_path / "spec.json").write_text(json.dumps(SMALL))
     model = tmp_path / "m.keras"
     save_keras(model_from_layer_list(SMALL), model)
     np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    np.save(tmp_path / "y.npy", np.array([1]))
+    book = small_book(tmp_path / "book.xlsx")
     commands = {
         "example": ["example", "-o", "{out}"],
         "build": ["build", model, "--input", tmp_path / "x.npy", "-o", "{out}"],
         "new": ["new", tmp_path / "spec.json", "-o", "{out}"],
         "practice": ["practice", "-o", "{out}"],
-        "verify --keep": ["verify", small_book(tmp_path / "book.xlsx"), "--keep", "{out}"],
+        "verify --keep": ["verify", book, "--keep", "{out}"],
+        "export": ["export", book, "-o", "{out}"],
+        "train": ["train", model, "--input", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+                  "--loss", "categorical_crossentropy", "--optimizer", "sgd", "-o", "{out}"],
     }
     try:
         import cnncalc.classroom.check  # noqa: F401
@@ -545,7 +587,7 @@ def writing_commands(tmp_path):
 def test_no_command_overwrites_without_force(tmp_path, monkeypatch):
     monkeypatch.setattr(recalc, "recalculate", lambda *a, **k: pytest.fail("verify --keep ran LibreOffice before refusing"))
     for name, argv in writing_commands(tmp_path).items():
-        out = tmp_path / f"existing-{name.replace(' ', '')}.out"
+        out = tmp_path / f"existing-{name.replace(' ', '')}{OUTPUT_SUFFIX.get(name, '.xlsx')}"
         out.write_bytes(b"precious")
         code, _, err = run([str(a).format(out=out) for a in argv])
         assert_one_line_error(code, err, "already exists", "--force")
@@ -559,10 +601,25 @@ def test_no_command_overwrites_without_force(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.rglob(".cnncalc-*")]
 
 
+def test_every_writing_command_is_atomic(tmp_path, monkeypatch):
+    """Stopped at the very last step (the rename onto the target), each command leaves nothing: neither the
+    file, nor a temporary one, nor the folder it made for it."""
+    monkeypatch.setattr(recalc, "recalculate", fake_recalculate)
+    commands = writing_commands(tmp_path)
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for name, argv in commands.items():
+        out = tmp_path / "new" / f"{name.replace(' ', '')}{OUTPUT_SUFFIX.get(name, '.xlsx')}"
+        code, _, err = run([str(a).format(out=out) for a in argv])
+        assert code == 130 and err == "cnncalc: interrupted\n", (name, err)
+        assert not (tmp_path / "new").exists(), name
+    assert not [p for p in tmp_path.rglob(".cnncalc-*")]
+
+
 @pytest.mark.parametrize("where", ["missing", "file_as_folder", "proc", "not_writable"])
 def test_an_unwritable_place_is_a_clear_error(tmp_path, monkeypatch, where):
-    if where == "missing":
-        out = tmp_path / "nope" / "book.xlsx"
+    if where == "missing":  # below a file: no folder can be made there
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "nope" / "book.xlsx"
     elif where == "file_as_folder":
         (tmp_path / "afile").write_text("x")
         out = tmp_path / "afile" / "book.xlsx"
@@ -580,6 +637,30 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path, monkeypatch, where):
 
 
 # ---------------------------------------------------------------- injection: text stays text
+
+
+def test_names_from_a_model_file_reach_the_terminal_escaped(tmp_path):
+    """A model's or a layer's name may hold characters that reorder or break a terminal's line (a right-to-left
+    override, a line separator, a zero-width space): `summary` shows them as escapes, names and all else printable."""
+    spec = model_from_layer_list(SMALL).to_spec()
+    spec["name"] = "evil\u202edcba"
+    spec["layers"][0]["config"]["name"] = "conv\u2028next"
+    spec["layers"][2]["config"]["name"] = "out\u200b"
+    write_keras_file(spec, tmp_path / "m.keras")
+    code, out, err = run(["summary", tmp_path / "m.keras"])
+    assert code == 0, err
+    assert 'Model: "evil\\u202edcba"' in out and "│ conv\\u2028next (Conv2D) " in out and "│ out\\u200b (Dense) " in out
+    assert all(ch.isprintable() for line in out.splitlines() for ch in line), ascii(out)
+
+
+def test_half_a_character_in_a_name_is_refused(tmp_path):
+    """JSON can write half of a UTF-16 surrogate pair ("\\ud800"): no terminal, workbook or HDF5 file can take it."""
+    path = tiny_keras(tmp_path, lambda c: c["config"].update(name="m\ud800"))
+    np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    for argv in (["summary", path], ["build", path, "--input", tmp_path / "x.npy", "-o", tmp_path / "out" / "b.xlsx"]):
+        code, _, err = run(argv)
+        assert_one_line_error(code, err, "surrogate", "'\\ud800'")
+    assert not (tmp_path / "out").exists()
 
 
 def test_formula_like_names_are_written_as_text(tmp_path, monkeypatch):

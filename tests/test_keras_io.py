@@ -265,7 +265,7 @@ def test_text_file_named_keras(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    raises_one_line(read_model_file, tmp_path / "nope.keras", match="Expected an existing file")
+    raises_one_line(read_model_file, tmp_path / "nope.keras", match="does not exist. Expected a Keras model file")
 
 
 def test_zip_without_config_json(tmp_path):
@@ -400,6 +400,31 @@ def test_minimal_spec_loads_in_keras(keras, tmp_path):
     x = sample_input(reference)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), reference.predict(x, verbose=0))
     assert [type(l).__name__ for l in loaded.layers] == [l["class_name"] for l in spec["layers"]]
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ".weights.h5"])
+def test_the_compile_settings_come_with_the_model(keras, tmp_path, suffix):
+    """load_compiled_model reads the model and what Keras compiled it with in one read; they are the settings
+    compile_settings reads alone (a weights file has none)."""
+    from cnncalc.kerasfiles.compile import compile_settings
+    from cnncalc.kerasfiles.loader import load_compiled_model
+
+    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")], name="compiled")
+    km.compile(optimizer=keras.optimizers.SGD(0.25, momentum=0.5), loss="categorical_crossentropy")
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".weights.h5":
+        km.save_weights(path)
+    else:
+        km.save(path)
+    (tmp_path / "m.json").write_text(km.to_json())
+    model, settings = load_compiled_model(path, tmp_path / "m.json" if suffix == ".weights.h5" else None)
+    assert model.name == "compiled" and repr(settings) == repr(compile_settings(path))
+    if suffix == ".weights.h5":
+        assert settings.loss is None and settings.optimizer is None
+    else:
+        assert (settings.loss.name, settings.optimizer.name) == ("categorical_crossentropy", "SGD")
+        assert (settings.optimizer.learning_rate, settings.optimizer.momentum) == (0.25, 0.5) and f"m{suffix}" in settings.source
 
 
 @pytest.mark.keras

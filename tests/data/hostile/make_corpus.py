@@ -30,9 +30,11 @@ sys.path.insert(0, str(HERE.parents[2]))  # the repository, for cnncalc
 sys.path.insert(0, str(HERE.parents[1]))  # tests/, for the fuzz helpers
 
 from fuzzing import claim_huge_sizes  # noqa: E402  (one zip-bomb header rewriter for the fuzz and the corpus)
+from test_hdf5_storage import REFUSED, restore  # noqa: E402  (the HDF5 storage tricks, shared with their tests)
 
 from cnncalc.kerasfiles.formats import write_keras_file  # noqa: E402
-from cnncalc.sheets.workbook import plan_workbook, write_plan  # noqa: E402
+from cnncalc.sheets.workbook import plan_workbook  # noqa: E402
+from cnncalc.sheets.writer import write_plan  # noqa: E402
 from cnncalc.kerasfiles.loader import model_from_layer_list  # noqa: E402
 
 MARKERS = ["cnncalc_lambda_ran.txt", "cnncalc_pickle_ran.txt"]  # created (in the working folder) if code ever ran
@@ -101,13 +103,19 @@ def with_config(data, change):
 def with_weights(data, change):
     """A .keras file whose model.weights.h5 went through change(h5py.File)."""
     parts = members(data)
+    parts["model.weights.h5"] = with_h5(parts["model.weights.h5"], change)
+    return zip_of(parts)
+
+
+def with_h5(data, change):
+    """An HDF5 file (bytes) that went through change(h5py.File)."""
     path = HERE / ".tmp.h5"
-    path.write_bytes(parts["model.weights.h5"])
+    path.write_bytes(data)
     with h5py.File(path, "r+") as f:
         change(f)
-    parts["model.weights.h5"] = path.read_bytes()
+    out = path.read_bytes()
     path.unlink()
-    return zip_of(parts)
+    return out
 
 
 def layer(config, i):
@@ -271,6 +279,23 @@ def main():
     add("use_bias_string.keras", with_config(ok, lambda c: layer(c, 0).update(use_bias="false")), run, "use_bias")
     add("input_shape_float.keras", with_config(ok, lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, 4.5, 4, 1])),
         run, "input shape")
+
+    # ---- HDF5 storage outside the file (issue 10): refused before a weight is read. The other files are named
+    # relative to the working folder, where none exists (tests/test_hdf5_storage.py makes them, with a secret).
+    dense = legacy_h5({"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3], "name": "in"}},
+        {"class_name": "Dense", "config": {"name": "d", "units": 2}}]}},
+        {"d": {"kernel": np.array([[1, 2], [3, 4], [5, 6]], "f4"), "bias": np.array([0.5, 0], "f4")}})
+    for kind in sorted(set(REFUSED) - {"virtual"}):  # "virtual" with its source missing is "virtual_missing"
+        def move(name, kind=kind):
+            return lambda f: restore(f, name, kind, f[name][()], "")
+        add(f"hdf5_{kind}.keras", with_weights(ok, move("layers/dense/vars/0")), run, REFUSED[kind])
+        add(f"hdf5_{kind}.h5", with_h5(dense, move("model_weights/d/d/kernel:0")), run, REFUSED[kind])
+    add("hdf5_external_link_unused.keras", with_weights(ok, lambda f: f.__setitem__("unused", h5py.ExternalLink("outside.h5", "/"))),
+        summary, "external link")
+    # A 49 M-value dataset where a (4, 2) kernel belongs: refused from its declared shape, not read for seconds first
+    add("huge_wrong_shape.keras", with_weights(ok, lambda f: replace(f, "layers/dense/vars/0", shape=(7000, 7000), dtype="f4",
+                                                                      chunks=(100, 100))), run, "wrong shape")
 
     # ---- code in the file: refused without running it (the markers never appear)
     add("lambda.keras", with_config(ok, lambda c: c["config"]["layers"].insert(2, lambda_config())), summary, "Lambda")
