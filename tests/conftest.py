@@ -56,6 +56,38 @@ def chapter():
     return chapter_example()
 
 
+@pytest.fixture
+def keras64(keras, monkeypatch):
+    """Keras computing in float64 (jax_enable_x64, floatx float64) during one test; float32 again afterwards.
+
+    Keras's type promotion maps a float64 result to float32 on the jax backend even under floatx float64
+    (BIT64_TO_BIT32_DTYPE in keras/src/backend/common/dtypes.py), so ops.mean (the mean-based losses,
+    GlobalAveragePooling2D) and BatchNormalization would quietly compute in float32; that one entry is
+    lifted here so that every Keras formula runs in float64.
+    """
+    import jax
+    from keras.src.backend.common import dtypes
+
+    monkeypatch.setitem(dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+    x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
+    jax.config.update("jax_enable_x64", True)
+    keras.config.set_floatx("float64")
+    keras.backend.clear_session()
+    yield keras
+    keras.backend.clear_session()
+    keras.config.set_floatx(floatx)
+    jax.config.update("jax_enable_x64", x64)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (minutes each) run only with CNNCALC_SLOW=1, so CI stays within its time."""
+    if os.environ.get("CNNCALC_SLOW"):
+        return
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="slow: set CNNCALC_SLOW=1 to run it"))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print how many mutated or hostile files the fuzz tests tried (tests/fuzzing.py collects the counts)."""
     import sys

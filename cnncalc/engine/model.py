@@ -1,12 +1,13 @@
 """A Sequential model: a chain of layers with an input shape; predict, a per-layer trace, and Keras's summary."""
 
 from dataclasses import dataclass
+import math
 import re
 import textwrap
 
 import numpy as np
 
-from cnncalc.errors import CnncalcError
+from cnncalc.errors import CnncalcError, shown
 from cnncalc.engine.layers import layer_from_config
 
 
@@ -68,7 +69,7 @@ class Sequential:
         spec = {
             "name": self.name,
             "input_shape": list(self.input_shape),
-            "layers": [{"class_name": l.class_name, "config": l.get_config(), "weights": l.get_weights()} for l in self.layers],
+            "layers": [{"class_name": l.class_name, "config": _config(l), "weights": l.get_weights()} for l in self.layers],
         }
         if self.input_layer:
             spec["input_layer"] = self.input_layer
@@ -119,8 +120,12 @@ class Sequential:
                        for layer, shape in zip(self.layers, self.shapes[1:])]
 
     def summary(self):
-        """The text of keras model.summary(): a boxed table and the parameter totals."""
-        rows = [("Layer (type)", "Output Shape", "Param #")] + [(n, s, f"{p:,}") for n, s, p in self.summary_rows()]
+        """The text of keras model.summary(): a boxed table and the parameter totals.
+
+        Names come from model files: their control and other unprintable characters are shown as escapes
+        (errors.shown), so a name cannot move the cursor or reorder a terminal's text; other names print as Keras prints them.
+        """
+        rows = [("Layer (type)", "Output Shape", "Param #")] + [(_printable(n), s, f"{p:,}") for n, s, p in self.summary_rows()]
         w = [31, 22, 13]  # Keras's column widths; longer text wraps onto more lines, as Keras (rich) wraps it
 
         def line(left, mid, right, fill="━"):
@@ -135,15 +140,25 @@ class Sequential:
             return lines
 
         total = self.count_params()
-        out = [f'Model: "{self.name}"', line("┏", "┳", "┓"), *cells(rows[0], "┃"), line("┡", "╇", "┩")]
+        out = [f'Model: "{_printable(self.name)}"', line("┏", "┳", "┓"), *cells(rows[0], "┃"), line("┡", "╇", "┩")]
         for i, r in enumerate(rows[1:]):
             out += cells(r, "│")
             out.append(line("├", "┼", "┤", "─") if i < len(rows) - 2 else line("└", "┴", "┘", "─"))
-        frozen = sum(layer.weights[n].size for layer in self.layers for n in layer.non_trainable_weights)
+        frozen = total - sum(layer.weights[n].size for layer in self.layers for n in layer.trainable_weight_names())
         out += [f" Total params: {total:,} ({_human_bytes(total * 4)})",
                 f" Trainable params: {total - frozen:,} ({_human_bytes((total - frozen) * 4)})",
                 f" Non-trainable params: {frozen:,} ({_human_bytes(frozen * 4)})"]
         return "\n".join(out)
+
+
+def _config(layer):
+    """The layer's config, with Keras's "trainable": false when the layer is frozen."""
+    return layer.get_config() if layer.trainable else {**layer.get_config(), "trainable": False}
+
+
+def _printable(name):
+    """A name as one line of printable text, however long: 'a\x1b[2Jb' -> 'a\\x1b[2Jb'."""
+    return shown(name, limit=math.inf)
 
 
 def _human_bytes(n):
