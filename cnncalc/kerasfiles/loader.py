@@ -1,22 +1,55 @@
 """From files to a cnncalc model: Keras model files, and `cnncalc new` layer lists with Keras's default initializers."""
 
+import difflib
 import json
 import math
+import os
+import re
 
 import numpy as np
 
 from cnncalc import guards
-from cnncalc.errors import CnncalcError
+from cnncalc.errors import CnncalcError, quoted
 from cnncalc.engine.layers import layer_from_config
 from cnncalc.engine.model import Sequential
 
 
 def load_model(path, config_path=None):
-    """A Sequential model from a Keras file: .keras, legacy .h5, or .weights.h5 with a model.to_json() config.
+    """A Sequential model from a Keras file (.keras, legacy .h5, or .weights.h5 with a model.to_json() config)
+    or from a live keras.Model (Sequential, or Functional as one chain), read without a file or TensorFlow.
 
-    The config is checked (layers known, sizes sane) before any weight is read.
+    The config is checked (layers known, sizes sane) before any weight is read; a live model is refused
+    wherever its saved file would be.
     """
+    return _load(path, config_path)[0]
+
+
+def load_compiled_model(path, config_path=None):
+    """(the model, the compile.Compiled settings its file was saved with) from one read of the file (see load_model).
+
+    A file saved without compile gives settings whose loss and optimizer are None; so does a live keras.Model
+    (its compile settings are not read).
+    """
+    from cnncalc.kerasfiles.compile import compiled
+
+    model, spec = _load(path, config_path)
+    return model, compiled(spec.get("compile_config"), spec.get("compile_source", "a live keras.Model"))
+
+
+def _load(path, config_path):
+    """(model, the spec it was read as, with its compile settings) for load_model and load_compiled_model."""
     from cnncalc.kerasfiles.formats import read_model_file
+    from cnncalc.kerasfiles.live import is_keras_model, read_live_model
+
+    live = path if is_keras_model(path) else None
+    if live is not None:
+        if config_path is not None:
+            raise CnncalcError("A live Keras model carries its own config. Expected no config_path with a keras.Model. "
+                               f"Received config_path={config_path}")
+        path = f"the Keras model {quoted(path.name)}"  # what messages call it
+    elif not isinstance(path, (str, os.PathLike)):
+        raise CnncalcError(f"Cannot load a model from a {type(path).__name__}. Expected a Keras model file's path "
+                           f"(.keras, .h5, .weights.h5) or a keras.Model. Received {_short(path)}")
 
     def check(spec):
         if any(n is None for n in spec["input_shape"]):
@@ -24,10 +57,12 @@ def load_model(path, config_path=None):
                 f"{path}: the model's input size is not fixed. Expected an input shape such as (28, 28, 1). "
                 f"Received {tuple(spec['input_shape'])}: rebuild the model with keras.Input(shape=(H, W, C))"
             )
-        skeleton(spec, str(path))
+        model = skeleton(spec, str(path))
+        # The weights each layer expects: a file's dataset of another shape is refused before it is read.
+        return [layer.weight_shapes(shape) for layer, shape in zip(model.layers, model.shapes)]
 
-    spec = read_model_file(path, config_path, check=check)
-    return _guarded(str(path), lambda: with_weights(skeleton(spec, str(path)), spec))
+    spec = read_live_model(live, check) if live is not None else read_model_file(path, config_path, check=check)
+    return _guarded(str(path), lambda: with_weights(skeleton(spec, str(path)), spec)), spec
 
 
 def skeleton(spec, where="the model"):
@@ -114,9 +149,32 @@ def _layer_entry(entry, i):
     else:
         name, config = None, None
     if isinstance(name, str) and (config is None or isinstance(config, dict)):
-        return name, dict(config or {})
-    raise CnncalcError(f"Layer {i + 1} of the spec is not understood. Expected {{\"Conv2D\": {{\"filters\": 8, \"kernel_size\": 3}}}}. "
+        return _known_layer(name, i), dict(config or {})
+    raise CnncalcError(f"The spec's layers[{i}] is not understood. Expected {{\"Conv2D\": {{\"filters\": 8, \"kernel_size\": 3}}}}. "
                        f"Received {_short(json.dumps(entry))}")
+
+
+def _known_layer(name, i):
+    """A layer class cnncalc knows; else an error naming the spec entry and the closest known name ('Conv2d' -> 'Conv2D')."""
+    from cnncalc.engine.layers import CNNCALC_ONLY, SUPPORTED
+
+    known = [*SUPPORTED, *CNNCALC_ONLY]
+    if name in known:
+        return name
+    by_lower = {k.lower(): k for k in known}
+    guess = by_lower.get(name.lower()) or next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
+    raise CnncalcError(f"The spec's layers[{i}] has an unknown layer type. Expected one of {', '.join(known)}. "
+                       f"Received {quoted(name)}" + (f": did you mean {guess!r}?" if guess else ""))
+
+
+def _spec_layer(name, config, i):
+    """Check one spec entry on its own, so that an error names it: "The spec's layers[2] (Dense): ..."."""
+    try:
+        layer_from_config(name, config)
+    except CnncalcError as e:
+        detail = re.sub(r"^Layer (None|'[^']*') \(\w+\):? ", "", str(e)) if config.get("name") is None else str(e)
+        raise CnncalcError(f"The spec's layers[{i}] ({name}): {detail}") from None
+    return {"class_name": name, "config": config}
 
 
 def model_from_layer_list(spec, seed=None):
@@ -136,7 +194,7 @@ def model_from_layer_list(spec, seed=None):
         raise CnncalcError(f"Invalid seed. Expected a whole number >= 0. Received {_short(seed)}")
     if len(spec["layers"]) > guards.MAX_LAYERS:
         raise guards.too_large("The spec's layer list", guards.MAX_LAYERS, len(spec["layers"]), " layers")
-    layers = [{"class_name": name, "config": config} for name, config in (_layer_entry(e, i) for i, e in enumerate(spec["layers"]))]
+    layers = [_spec_layer(*_layer_entry(e, i), i) for i, e in enumerate(spec["layers"])]
     model = skeleton({"name": spec.get("name", "sequential"), "input_shape": list(shape), "layers": layers}, "the spec")
     rng = np.random.default_rng(seed)
     for layer, shape in zip(model.layers, model.shapes):
@@ -144,14 +202,34 @@ def model_from_layer_list(spec, seed=None):
     return model
 
 
-def save_keras(model, path, force=False):
-    """Save as a Keras 3 .keras file (weights as float32, as Keras stores them)."""
-    from cnncalc.files import atomic_output
-    from cnncalc.kerasfiles.formats import write_keras_file
+# cnncalc's teaching names that Keras has no layer or activation for: a file holding them would not load in Keras.
+NOT_IN_KERAS = ("SumPooling2D", "gelu_tanh")
 
+
+def save_model(model, path, force=False, compile_config=None, suffixes=None):
+    """Save as the Keras file its name asks for: .keras, legacy .h5 or .weights.h5 (weights as float32, as Keras
+    stores them); atomic, never over an existing file without force. compile_config: Keras 3's, when the model has one.
+
+    suffixes, when given, narrows the names accepted (e.g. `cnncalc new` writes no weights-only file).
+    """
+    from cnncalc.files import atomic_output
+    from cnncalc.kerasfiles.formats import MODEL_SUFFIXES, model_suffix, write_model_file
+
+    suffix = model_suffix(path, suffixes or MODEL_SUFFIXES)
+    for layer in model.layers:
+        for kind, what in (("layer", layer.class_name), ("activation", layer.activation)):
+            if what in NOT_IN_KERAS:
+                raise CnncalcError(f"Layer {quoted(layer.name)} ({layer.class_name}) uses the {kind} {what}, which cnncalc has for teaching "
+                                   f"and Keras does not. Expected only Keras layers and activations in a Keras file. Received {kind} {what}")
     spec = model.to_spec()
-    for layer in spec["layers"]:
-        layer["weights"] = [np.asarray(w, dtype=np.float32) for w in layer["weights"]]
+    for entry, layer in zip(spec["layers"], model.layers):
+        entry["weights"] = [np.asarray(w, dtype=np.float32) for w in entry["weights"]]
+        entry["weight_names"] = list(layer.weights)  # Keras's names (kernel, bias, ...), for the legacy .h5 layout
     with atomic_output(path, force) as tmp:
-        write_keras_file(spec, tmp)
+        write_model_file(spec, tmp, suffix, compile_config)
     return path
+
+
+def save_keras(model, path, force=False):
+    """Save as a Keras 3 .keras file (see save_model)."""
+    return save_model(model, path, force, suffixes=(".keras",))
