@@ -132,14 +132,14 @@ def test_answers_typed_as_text_commas_percent_formulas_all_count(chapter_practic
     filled = p.fill(tmp_path / "typed.xlsx", changes)
     wb = openpyxl.load_workbook(filled)
     wb["Sample 2"]["AJ4"].number_format = "0.00%"  # a percent-formatted cell holds 0.267774 (shown as 26.78%)
-    wb["Sample 1"]["B20"] = "my scratch work: 0.125*0.65"  # an extra cell, ignored
+    wb["Sample 1"]["B30"] = "my scratch work: 0.125*0.65"  # an extra cell, ignored
     wb.save(filled)
     grade = check(filled)
     m = marks(grade)
     assert all(x.status == "correct" for x in grade.marks), [(x.address, x.typed, x.given) for x in grade.marks if x.status != "correct"]
     assert m["'Sample 1'!H4"].given == 0.25 and m["'Sample 1'!AJ4"].given == pytest.approx(0.8906642)
     assert m["'Sample 1'!M5"].tolerance >= 0.005 and m["'Sample 1'!L4"].given == pytest.approx(0.4691745, abs=1e-7)
-    assert any("outside the answer cells" in w and "'Sample 1'!B20" in w for w in grade.warnings)
+    assert any("outside the answer cells" in w and "'Sample 1'!B30" in w for w in grade.warnings)
     assert grade.ok
 
 

@@ -3,19 +3,26 @@
 Each answer cell is marked correct / wrong / missing / not a number against the engine, and also
 against the student's own earlier answers ("carry-forward": what the cell should be, given their
 values), so one early slip does not make every later cell wrong. A wrong cell whose value matches a
-known slip (bias forgotten, kernel flipped, ...) gets the slip's name.
+known slip (bias forgotten, kernel flipped, ...) gets the slip's name: the slip that fits best, and the
+same one through a panel where one slip explains many cells.
 
 Tolerance: by default a number is judged at the precision it is written, half a unit of its last
 decimal (0.47 -> ±0.005, 0.4692 -> ±0.00005), never looser than 2 decimals (±0.005); a formula the
-student typed is judged at 2 decimals; a fixed absolute tolerance replaces the rule. The rounding a
-student carries from their own earlier answers is added (each earlier answer the cell reads moved by
-its rounding error, or by its tolerance when it is wrong, the changes summed), so an answer computed
-from unrounded earlier values is not marked down for the digits written earlier.
+student typed has full precision, so it is judged by the rounding of the numbers it holds and reads
+(each moved by half a unit of its last decimal, the changes summed); a fixed absolute tolerance replaces
+the rule. The rounding a student carries from their own earlier answers is added (each earlier answer the
+cell reads moved by its rounding error, or by its tolerance when it is wrong, the changes summed), so an
+answer computed from unrounded earlier values is not marked down for the digits written earlier.
+
+A cell wrong against the engine but right from the student's own earlier answers is "carried forward"
+and gets the credit; a student whose every answer gets credit passes (exit 0).
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 import math
+import os
 import re
 import shutil
 
@@ -24,19 +31,25 @@ import numpy as np
 from cnncalc.classroom import evaluate
 from cnncalc.recalc import libreoffice as recalc
 from cnncalc.sheets.cells import a1, sheet_prefix
-from cnncalc.errors import CnncalcError
+from cnncalc.errors import CnncalcError, shown
 from cnncalc.companion.explain import num
-from cnncalc.classroom.practice import INSTRUCTIONS, NAME_CELL, fingerprint, groups, plan_practice, read_practice_meta, same_given
-from cnncalc.classroom.slips import Context, diagnose
+from cnncalc.classroom.practice import (INSTRUCTIONS, NAME_CELL, exercise_digest, fingerprint, groups, plan_practice, read_practice_meta,
+                                        same_given, steps_left_out)
+from cnncalc.classroom.slips import Context, matches
 from cnncalc.sheets.steps import expand
-from cnncalc.recalc.verify import read_back, read_meta
+from cnncalc.recalc.verify import check_arch, read_back, read_meta
+from cnncalc.classroom.practice_train import (TRAIN_META_ROW, given_numbers, is_training_practice, plan_practice_train,
+                                              train_steps_left_out)
+from cnncalc.sheets.training import read_back_training, read_settings
 from cnncalc.sheets.workbook import META_SHEET
 
 STATUSES = ("correct", "wrong", "missing", "not a number")
 MAX_TOLERANCE = 0.005  # the loosest default: 2 decimals' worth
-FORMULA_DECIMALS = 2  # a typed formula shows no digits, so it is judged as if written to 2 decimals
 REL_FLOOR = 1e-9  # never tighter than this (relative), so float noise never fails a right answer
+TRAIN_UNIT = 1e-6  # a training step's floor: REL_FLOOR × max(1e-6, |expected|), as Adam's v is often ~1e-10
 MAX_SPREAD_REFS = 256  # past this many inputs, the carried rounding is not computed (tolerance only)
+MAX_MERGED_CELLS = 100_000  # openpyxl makes an object for every merged cell when it opens a workbook to copy it
+AS_MADE, CHANGED, NOT_CHECKED = "as made", "changed", "not checked"  # Grade.exercise: whether the exercise is the one set
 
 
 # ---------------------------------------------------------------- reading what a student wrote
@@ -80,12 +93,13 @@ def read_number(value):
     return number, places
 
 
-def tolerance(places, expected, fixed=None):
-    """Half a unit of the last decimal written, at most MAX_TOLERANCE; or the fixed tolerance when given."""
+def tolerance(places, expected, fixed=None, unit=1.0):
+    """Half a unit of the last decimal written, at most MAX_TOLERANCE; or the fixed tolerance when given. Never below
+    REL_FLOOR × max(unit, |expected|): a training step's small gradients take a smaller unit (TRAIN_UNIT)."""
     if fixed is not None:
         return fixed
     tol = MAX_TOLERANCE if places is None else min(0.5 * 10.0 ** -places, MAX_TOLERANCE)
-    return max(tol, REL_FLOOR * max(1.0, abs(expected)))
+    return max(tol, REL_FLOOR * max(unit, abs(expected)))
 
 
 @dataclass
@@ -94,9 +108,11 @@ class Entry:
 
     typed: object = None  # a number, text, or the formula text ('=...')
     given: float | None = None
-    places: int | None = None
+    places: int | None = None  # decimals written (None for a formula: its value has full precision)
     status: str = "missing"  # "answered", "missing", "not a number", or "pending" (a formula LibreOffice must compute)
     note: str = ""
+    formula: bool = False  # typed is a formula the student wrote
+    read_as: str = ""  # text read as a number, e.g. '"0,47" read as 0.47'
 
 
 # ---------------------------------------------------------------- worlds: every cell's value under some answers
@@ -168,7 +184,9 @@ class Mark:
     tolerance: float | None = None
     own: float | None = None  # what the cell should be, given the student's own earlier answers
     consistent: bool | None = None  # given matches own (None: cannot tell, an earlier answer is missing)
-    slip: str | None = None
+    slip: str | None = None  # the slip named, as it is in this cell
+    slip_kind: str | None = None  # the same slip in general (Slip.kind), for counting a pattern
+    matches: list = field(default_factory=list, repr=False)  # every slip that fits, best first (slips.matches)
     expansion: str = ""  # how the expected value is computed, with the numbers written in
     own_expansion: str | None = None  # the same with the student's own earlier values, when they differ
     note: str = ""
@@ -196,6 +214,9 @@ class Grade:
     groups: list
     fixed_tolerance: float | None = None
     warnings: list = field(default_factory=list)
+    exercise: str = AS_MADE  # AS_MADE, CHANGED (what the hidden sheet records was edited) or NOT_CHECKED (an older file)
+    exercise_note: str = ""  # what was found, for CHANGED and NOT_CHECKED
+    merged: dict = field(default_factory=dict)  # {sheet: [(top, left, bottom, right), ...]} merged areas, 0-based
 
     @property
     def total(self):
@@ -209,8 +230,34 @@ class Grade:
         return sum(m.status == status for m in self.marks)
 
     @property
+    def carried(self):
+        return sum(m.carried for m in self.marks)
+
+    @property
     def ok(self):
-        return self.total > 0 and self.count("correct") == self.total
+        """Every answer gets credit (right, or carried forward from the student's own earlier answers), in the
+        exercise that was set."""
+        return self.total > 0 and self.score == self.total and self.exercise != CHANGED
+
+    def tally(self):
+        """The verdicts in words: '110 right, 1 carried forward, 1 wrong, 0 missing, 0 not a number'."""
+        return (f"{self.count('correct')} right, {self.carried} carried forward, {self.count('wrong') - self.carried} wrong, "
+                f"{self.count('missing')} missing, {self.count('not a number')} not a number")
+
+    def patterns(self):
+        """The slips named, one a pattern: [{sheet, step, panel, kind, slip, cells}] where `cells` are the addresses of a
+        panel's cells that slip was named in, and `slip` its words in them (its general name, `kind`, where they differ)."""
+        out = {}
+        for m in self.marks:
+            if m.slip:
+                key = (m.answer.sheet, id(m.answer.panel), m.slip_kind)
+                if key not in out:
+                    out[key] = {"sheet": m.answer.sheet, "step": m.answer.group, "panel": m.answer.panel.title, "kind": m.slip_kind,
+                                "slip": m.slip, "cells": []}
+                elif out[key]["slip"] != m.slip:  # its words differ from cell to cell (e.g. the window's rows): its general name
+                    out[key]["slip"] = m.slip_kind
+                out[key]["cells"].append(m.address)
+        return list(out.values())
 
     def per_group(self):
         """One row a step: counts of each status, carried forward, consistent with own work, marks."""
@@ -238,23 +285,45 @@ def check(path, fixed_tolerance=None, timeout=900):
 def _check(path, fixed_tolerance, timeout):
     if fixed_tolerance is not None and not (math.isfinite(fixed_tolerance) and fixed_tolerance >= 0):
         raise CnncalcError(f"Invalid value for --tolerance. Expected a number >= 0. Received {fixed_tolerance!r}")
-    arch, scale, n = read_meta(path)
+    arch, scale, n, maps_across = read_meta(path)
     values = recalc.read_values(path)
-    info = read_practice_meta(values.get(META_SHEET, {}), path)
-    model, raw = read_back(path, values, arch, scale, n)
-    plan = plan_practice(model, raw, scale, blank=info["blank"])
+    meta = values.get(META_SHEET, {})
     formulas = recalc.read_formulas(path)
-    grade = Grade(path, _name(values), arch.get("name", "sequential"), [], groups(plan), fixed_tolerance)
+    if is_training_practice(meta):  # a training step (practice --train): the job read back as verify does
+        info = read_practice_meta(meta, path, TRAIN_META_ROW)
+        model, _ = check_arch(path, arch, n)
+        job = read_back_training(path, values, model, scale if scale != "1" else None, n, maps_across, read_settings(meta, path))
+        plan = plan_practice_train(job, info["blank"], maps_across, recorded_in=path)
+        raw, left_out = given_numbers(job), train_steps_left_out(plan, formulas)
+        if left_out:  # the hidden list was shortened: grade every step the file leaves to the student
+            plan = plan_practice_train(job, plan.blank + left_out, maps_across)
+    else:
+        info = read_practice_meta(meta, path)
+        model, raw = read_back(path, values, arch, scale, n, maps_across)
+        plan = plan_practice(model, raw, scale, blank=info["blank"], maps_across=maps_across, recorded_in=path)
+        left_out = steps_left_out(plan, formulas)
+        if left_out:  # the hidden list was shortened: grade every step the file leaves to the student
+            plan = plan_practice(model, raw, scale, blank=plan.blank + left_out, maps_across=maps_across)
+    grade = Grade(path, _name(values), str(arch.get("name", "sequential")), [], getattr(plan, "groups", None) or groups(plan), fixed_tolerance)
+    grade.exercise, grade.exercise_note = exercise_status(info, meta, left_out)
     size = float(np.sum(np.abs(raw)) + sum(np.sum(np.abs(w)) for layer in model.layers for w in layer.weights.values()))
     if info["given"] and not same_given(info["given"], fingerprint(model, raw), size):
         grade.warnings.append("the given numbers (inputs or weights) were changed after the workbook was made; "
                               "the answers are checked against the numbers now in the file")
     entries = read_entries(plan, values, formulas, path, timeout, grade.warnings)
+    grade.merged = merged_areas(path)
+    _note_merged(grade, entries)
     extra = _extra_cells(plan, values)
     if extra:
         grade.warnings.append(f"{len(extra)} cell(s) outside the answer cells hold something (ignored), e.g. {extra[0]}")
     grader = Grader(plan, entries, values, scale, fixed_tolerance)
     grade.marks = [grader.mark(a) for a in plan.answers]
+    name_patterns(grade.marks)
+    texts = [(a.address, entries[(a.sheet, *a.pos)].read_as) for a in plan.answers if entries[(a.sheet, *a.pos)].read_as]
+    if texts:
+        grade.warnings.append(f"{len(texts)} answer(s) typed as text were read as numbers, e.g. {texts[0][0]} {texts[0][1]}"
+                              + (f", {texts[1][0]} {texts[1][1]}" if len(texts) > 1 else "")
+                              + ": type numbers as numbers (0.47, not '0,47' or 47%), so that a spreadsheet computes with them")
     return grade
 
 
@@ -263,11 +332,99 @@ def _name(values):
     return str(name).strip() or None if name is not None else None
 
 
+def exercise_status(info, meta, left_out):
+    """(Grade.exercise, note): whether the exercise in the file is the one that was set. Two checks: the fingerprint
+    of the hidden sheet (practice.exercise_digest), and the answer cells against the hidden list of steps to compute
+    (`left_out`: given steps the file leaves empty). A workbook made before fingerprints has only the second."""
+    notes = []
+    if left_out:
+        notes.append(f"its hidden list of steps to compute leaves out {', '.join(left_out)}, whose cells are empty or typed in "
+                     "this file; they are graded as asked")
+    if info["digest"] is not None and info["digest"] != exercise_digest(meta, info["exercise_row"]):
+        notes.append(f"what its hidden {META_SHEET} sheet records (the steps to compute, the seed, the model) was edited after "
+                     "the workbook was made")
+    if notes:
+        return CHANGED, "; ".join(notes)
+    if info["digest"] is None:
+        return NOT_CHECKED, ("made by an earlier cnncalc, without a fingerprint of the exercise: an edit of its hidden sheet "
+                             "could not be checked (its answer cells match its list of steps to compute)")
+    return AS_MADE, ""
+
+
+def merged_areas(path):
+    """{sheet: [(top, left, bottom, right), ...]}, 0-based and inclusive, of every merged area in the workbook.
+
+    Read from each sheet's XML (<mergeCell ref="L4:M5"/>) in one streamed pass, because openpyxl's read-only mode,
+    which reads the cells, leaves merges out.
+    """
+    import pyexpat
+    import zipfile
+
+    from openpyxl.utils.cell import range_boundaries
+
+    out = {}
+    with zipfile.ZipFile(path) as zf:  # sizes already checked (verify.sheet_names) before the cells were read
+        for name, part in recalc._sheet_paths(zf):
+            areas = []
+
+            def start(tag, attrs, areas=areas):
+                if tag.rpartition(":")[2].rpartition("}")[2] == "mergeCell":
+                    try:
+                        left, top, right, bottom = range_boundaries(attrs.get("ref", ""))
+                    except (ValueError, TypeError):
+                        return  # not a range: openpyxl ignores it too, or refuses the file when copying it
+                    if None not in (left, top, right, bottom):
+                        areas.append((top - 1, left - 1, bottom - 1, right - 1))
+
+            def refuse(*_):
+                raise ValueError("a document type declaration")  # entities could be declared there: never expanded
+
+            parser = pyexpat.ParserCreate()
+            parser.StartElementHandler = start
+            parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = refuse
+            try:
+                with zf.open(part) as stream:
+                    parser.ParseFile(stream)
+            except (pyexpat.ExpatError, ValueError, KeyError, OSError, zipfile.BadZipFile):
+                pass  # the cells were read; a merge list that cannot be is left out here, and copying the file reports it
+            if areas:
+                out[name] = areas
+    return out
+
+
+def merged_cell_count(merged):
+    return sum((b - t + 1) * (r - l + 1) for areas in merged.values() for t, l, b, r in areas)
+
+
+def _note_merged(grade, entries):
+    """Answer cells under a merged area keep their own mark (the cells a merge covers read as empty); each gets a
+    note, and the grade one warning."""
+    covers = []
+    for sheet, areas in grade.merged.items():
+        answers = {k[1:]: k for k in entries if k[0] == sheet}
+        for top, left, bottom, right in areas:
+            area = (bottom - top + 1) * (right - left + 1)
+            inside = ([answers[(r, c)] for r in range(top, bottom + 1) for c in range(left, right + 1) if (r, c) in answers]
+                      if area <= len(answers) else [k for pos, k in answers.items() if top <= pos[0] <= bottom and left <= pos[1] <= right])
+            if not inside:
+                continue
+            ref = sheet_prefix(sheet, None) + a1(top, left) + ":" + a1(bottom, right)
+            covers.append(ref)
+            for key in inside:
+                e = entries[key]
+                where = (f"the first cell of the merged cells {ref}" if key[1:] == (top, left) else f"covered by the merged cells {ref}"
+                         + (", so it reads as empty" if e.status == "missing" else ""))
+                e.note = "; ".join(filter(None, [e.note, where]))
+    if covers:
+        grade.warnings.append(f"{len(covers)} merged area(s) cover answer cells, e.g. {covers[0]}: each answer cell is marked on its own "
+                              "(the cells a merge covers read as empty), and the graded copy unmerges them")
+
+
 def _extra_cells(plan, values):
-    """Addresses of non-empty cells on the sample sheets that the practice workbook left empty."""
+    """Addresses of non-empty cells on the sample sheets (a training exercise's step sheet) that the practice workbook left empty."""
     out = []
     for sheet in plan.sheets:
-        if sheet.name in plan.reference and sheet.name.startswith("Sample "):
+        if sheet.name in plan.reference and sheet.name.startswith(("Sample ", "Step ")):
             planned = sheet.cells()
             out += [sheet_prefix(sheet.name, None) + a1(*pos) for pos in sorted(values.get(sheet.name, {})) if pos not in planned]
     return out
@@ -282,9 +439,9 @@ def read_entries(plan, values, formulas, path, timeout, warnings):
         f = formulas.get(sheet, {}).get((r, c))
         v = values.get(sheet, {}).get((r, c))
         if f is not None and (v is None or isinstance(v, str) and v.startswith("=")):
-            entries[(sheet, r, c)] = Entry(f, status="pending")
+            entries[(sheet, r, c)] = Entry(f, status="pending", formula=True)
         else:
-            entries[(sheet, r, c)] = _entry(f if f is not None else v, v, FORMULA_DECIMALS if f is not None else None)
+            entries[(sheet, r, c)] = _entry(f if f is not None else v, v, formula=f is not None)
     pending = [k for k, e in entries.items() if e.status == "pending"]
     if pending:
         _compute_formulas(plan, entries, pending, values, formulas)
@@ -297,19 +454,20 @@ def read_entries(plan, values, formulas, path, timeout, warnings):
             shutil.rmtree(out.parent, ignore_errors=True)
         for key in unsupported:
             e = entries[key]
-            entries[key] = _entry(e.typed, again.get(key[0], {}).get(key[1:]), FORMULA_DECIMALS)
+            entries[key] = _entry(e.typed, again.get(key[0], {}).get(key[1:]), formula=True)
         warnings.append(f"LibreOffice computed {len(unsupported)} formula(s) you typed, e.g. {sheet_prefix(unsupported[0][0], None)}{a1(*unsupported[0][1:])}")
     return entries
 
 
-def _entry(typed, value, places=None):
+def _entry(typed, value, formula=False):
     if value is None or (isinstance(value, str) and not value.strip()):
-        return Entry(typed, status="missing")
+        return Entry(typed, status="missing", formula=formula)
     try:
         number, written = read_number(value)
     except ValueError as e:
-        return Entry(typed, status="not a number", note=str(e))
-    return Entry(typed, number, written if places is None else places, "answered")
+        return Entry(typed, status="not a number", note=str(e), formula=formula)
+    read_as = f'"{value}" read as {num(number)}' if isinstance(value, str) else ""
+    return Entry(typed, number, None if formula else written, "answered", formula=formula, read_as=read_as)
 
 
 def _compute_formulas(plan, entries, pending, values, formulas):
@@ -325,9 +483,9 @@ def _compute_formulas(plan, entries, pending, values, formulas):
         busy.add(key)
         try:
             v = evaluate.evaluate(evaluate.parse(e.typed, key[0]), student_lookup)
-            entries[key] = _entry(e.typed, v, FORMULA_DECIMALS)
+            entries[key] = _entry(e.typed, v, formula=True)
         except evaluate.EvalError as err:
-            entries[key] = Entry(e.typed, status="not a number", note=f"the formula gives an error ({err})")
+            entries[key] = Entry(e.typed, status="not a number", note=f"the formula gives an error ({err})", formula=True)
         except (evaluate.Unsupported, evaluate.Unknown, RecursionError):
             raise evaluate.Unsupported(key)
         finally:
@@ -372,7 +530,9 @@ class Grader:
     def __init__(self, plan, entries, values, scale, fixed):
         self.plan, self.entries, self.fixed = plan, entries, fixed
         self.scale_text, self.factor = scale, plan_factor(scale)
+        self.unit = TRAIN_UNIT if hasattr(plan, "learning_rate") else 1.0  # a training step's gradients are small numbers
         self.reference = World(plan.reference)
+        self.tolerances = {}  # (sheet, row, col) -> the tolerance a cell was marked with, for the cells that read it
 
         def answer(key):
             e = entries[key]
@@ -394,7 +554,7 @@ class Grader:
     def mark(self, a):
         key = (a.sheet, *a.pos)
         e = self.entries[key]
-        m = Mark(a, e.status if e.status != "answered" else "wrong", e.typed, e.given, note=e.note)
+        m = Mark(a, e.status if e.status != "answered" else "wrong", e.typed, e.given, note="; ".join(filter(None, [e.note, e.read_as])))
         tree = self.reference.tree(a.sheet, a.pos)
         m.expansion = _expansion(a.formula, a.sheet, self.reference.lookup, a.expected)
         try:
@@ -404,51 +564,130 @@ class Grader:
         if m.own is not None and abs(m.own - a.expected) > 1e-9 * max(1.0, abs(a.expected)):
             m.own_expansion = _expansion(a.formula, a.sheet, self.own.lookup, m.own)
         if e.status != "answered":
-            m.tolerance = tolerance(None, a.expected, self.fixed)
+            m.tolerance = tolerance(None, a.expected, self.fixed, self.unit)
             return m
-        spread = self.spread(a, tree) if a.panel.step != "class" else 0.0
-        m.tolerance = tolerance(e.places, a.expected, self.fixed) + spread
+        m.tolerance = self.tolerance(a, tree, e)
+        self.tolerances[key] = m.tolerance
         slack = m.tolerance * (1 + 1e-9)
         if abs(e.given - a.expected) <= slack:
             m.status = "correct"
         if m.own is not None:
             m.consistent = abs(e.given - m.own) <= slack
         if m.status == "wrong" and not m.consistent:
-            m.slip = self.diagnose(a, tree, e.given, m.tolerance, m.own)
+            m.matches = self.matches(a, tree, e, m.tolerance, m.own)
+            if m.matches:
+                m.slip, m.slip_kind = m.matches[0][-1].text, m.matches[0][-1].kind
         return m
+
+    def tolerance(self, a, tree, e):
+        """The cell's tolerance: a fixed one, or the precision written (a formula: the rounding of the numbers it holds
+        and reads) plus the rounding carried from earlier answers."""
+        if self.fixed is not None:
+            return self.fixed
+        floor = tolerance(20, a.expected, unit=self.unit)  # float noise only
+        if a.panel.step == "class":  # a class is a whole number: no rounding carries into it
+            return tolerance(e.places, a.expected, unit=self.unit) if not e.formula else floor
+        if e.formula:
+            carried = self.formula_spread(a.sheet, e)
+            if carried is not None:
+                return floor + carried
+            return tolerance(decimals(repr(e.given)), a.expected, unit=self.unit) + self.spread(a, tree)  # computed by LibreOffice
+        return tolerance(e.places, a.expected, unit=self.unit) + self.spread(a, tree)
+
+    def rounding(self, key):
+        """How far an answered cell may be from the reference by rounding alone: its error when it is within its
+        tolerance, else its tolerance."""
+        e = self.entries[key]
+        expected = float(self.plan.reference[key[0]][key[1:]].value)
+        off = abs(e.given - expected)
+        tol = self.tolerances.get(key, tolerance(e.places, expected, unit=self.unit))
+        return off if off <= tol else tol
 
     def spread(self, a, tree):
         """How far the student's own rounding carries into this cell: each earlier answer it reads is moved by its
         rounding (|given - expected| when it is right, as they may carry the unrounded value; its tolerance when
         it is wrong), and the changes are summed."""
         refs = [k for k in dict.fromkeys(evaluate.references(tree)) if k in self.entries and self.entries[k].status == "answered"]
-        if not refs or len(refs) > MAX_SPREAD_REFS or self.fixed is not None:
+        if not refs or len(refs) > MAX_SPREAD_REFS:
             return 0.0
         try:
             base = self.own.formula_value(a.sheet, a.pos)
-            total = 0.0
-            for k in refs:
-                e, expected = self.entries[k], float(self.plan.reference[k[0]][k[1:]].value)
-                off, tol = abs(e.given - expected), tolerance(e.places, expected)
-                total += abs(self.own.formula_value(a.sheet, a.pos, {k: e.given + (off if off <= tol else tol)}) - base)
-            return total
+            return sum(abs(self.own.formula_value(a.sheet, a.pos, {k: self.entries[k].given + self.rounding(k)}) - base) for k in refs)
         except (evaluate.Unknown, evaluate.EvalError):
             return 0.0
 
-    def diagnose(self, a, tree, given, tol, own):
-        """The first known slip that explains `given`, recomputed over the student's own values, then the engine's."""
-        worlds = ([(self.own, own)] if own is not None else []) + [(self.reference, a.expected)]
-        for world, correct in worlds:
-            ctx = self.context(a, tree, world, correct)
-            name = diagnose(ctx, given, tol)
-            if name:
-                return name
-        return None
+    def typed_lookup(self, sheet, r, c):
+        """A cell as the student's own formula reads it in a spreadsheet: an empty answer is 0, text is #VALUE!."""
+        e = self.entries.get((sheet, r, c))
+        if e is None:
+            return self.own.lookup(sheet, r, c)
+        if e.status == "missing":
+            return None
+        if e.status != "answered":
+            raise evaluate.EvalError("#VALUE!")
+        return e.given
 
-    def context(self, a, tree, world, correct):
+    def formula_spread(self, sheet, e):
+        """How far rounding carries into a formula the student typed: each number typed in it moved by half a unit of
+        its last decimal, each answer it reads by its rounding, each other number it reads (scratch work) by half a unit
+        of its last decimal; the changes summed. None when cnncalc's evaluator cannot compute it (LibreOffice did)."""
+        try:
+            tree = evaluate.parse(e.typed, sheet)
+            base = evaluate.evaluate(tree, self.typed_lookup)
+            nudged = []  # (tree, lookup) with one number moved
+            for node in evaluate.numbers(tree):
+                if not float(node[1]).is_integer():
+                    nudged.append((evaluate.replace(tree, node, ("num", node[1] + half_unit(node[1]))), self.typed_lookup))
+            for ref in dict.fromkeys(evaluate.references(tree)):
+                if ref in self.entries and self.entries[ref].status == "answered":
+                    moved = self.entries[ref].given + self.rounding(ref)
+                elif ref not in self.entries and ref[0] not in self.plan.reference:
+                    v = self.typed_lookup(*ref)
+                    moved = v + half_unit(v) if isinstance(v, float) and not v.is_integer() else None
+                else:
+                    moved = None
+                if moved is not None:
+                    nudged.append((tree, lambda s, r, c, ref=ref, moved=moved: moved if (s, r, c) == ref else self.typed_lookup(s, r, c)))
+            if len(nudged) > MAX_SPREAD_REFS:
+                return None
+            return sum(abs(evaluate.evaluate(t, look) - base) for t, look in nudged)
+        except (evaluate.Unsupported, evaluate.Unknown, evaluate.EvalError, RecursionError, TypeError):
+            return None
+
+    def matches(self, a, tree, e, tol, own):
+        """The known slips that fit the value written, best first ([(reads_rank, closeness, Slip)]), recomputed over
+        the student's own values and over the engine's: a closer fit first, and the own values' on a tie."""
+        reads = self.typed_reads(a.sheet, tree, e)
+        worlds = ([(self.own, own)] if own is not None else []) + [(self.reference, a.expected)]
+        found = []
+        for w, (world, correct) in enumerate(worlds):
+            ctx = self.context(a, tree, world, correct, e.places, reads)
+            found += [(rank, close, w, k, s) for k, (rank, close, s) in enumerate(matches(ctx, e.given, tol))]
+        found.sort(key=lambda f: f[:4])
+        best, seen = [], set()
+        for rank, close, _, _, s in found:
+            if s.kind not in seen:
+                seen.add(s.kind)
+                best.append((rank, close, s))
+        return best
+
+    def typed_reads(self, sheet, tree, e):
+        """The cells of the reference formula's input panels that the student's own formula reads, or None."""
+        if not e.formula:
+            return None
+        try:
+            refs = evaluate.references(evaluate.parse(e.typed, sheet))
+        except evaluate.Unsupported:
+            return None
+        inputs = self.inputs(sheet, tree)
+        return frozenset(ref for ref in refs if any(self.panels.get(ref) is p for p in inputs))
+
+    def context(self, a, tree, world, correct, places=None, reads=None):
         inputs = self.inputs(a.sheet, tree)
         arrays = [(p, world.array(a.sheet, p)) for p in inputs]
         extra = {}
+        if hasattr(self.plan, "learning_rate"):  # a training step: what its backprop slips need beyond the cell's inputs
+            extra.update(learning_rate=self.plan.learning_rate, batch=len(self.plan.raw))
         if a.panel.step == "softmax":
             exp = next((p for p in self.plan.sheet(a.sheet).panels if p.layer is a.panel.layer and p.step == "softmax_exp"), None)
             if exp is not None:
@@ -459,7 +698,7 @@ class Grader:
         shape = source.placement.shape if source is not None else None
         raw = self.plan.sheet(a.sheet).panels[0].values
         return Context(a, correct, arrays, world.lookup, tree, self.factor, raw, shape,
-                       source is not None and source.step == "scaled", self.scale_text, extra)
+                       source is not None and source.step == "scaled", self.scale_text, extra, places, reads)
 
     def inputs(self, sheet, tree):
         """The same-sheet panels a formula reads, in the order it reads them."""
@@ -477,6 +716,26 @@ class Grader:
             if f is not None:
                 return self.inputs(sheet, evaluate.parse(f, sheet))[0]
         raise AssertionError(f"zero-padded panel {padded.title!r} copies nothing")
+
+
+def name_patterns(marks):
+    """One slip for one pattern: where a slip fits several wrong cells of a panel, each cell it fits is given it.
+    Each cell takes, among the slips that fit it, one whose cells are the cells its formula reads, then the one that
+    fits the most cells of its panel, then the closest."""
+    panels = {}
+    for m in marks:
+        if m.matches:
+            panels.setdefault((m.answer.sheet, id(m.answer.panel)), []).append(m)
+    for ms in panels.values():
+        fits = Counter(kind for m in ms for kind in {s.kind for *_, s in m.matches})
+        for m in ms:
+            _, best = min(enumerate(m.matches), key=lambda p: (p[1][0], -fits[p[1][-1].kind], p[0]))
+            m.slip, m.slip_kind = best[-1].text, best[-1].kind
+
+
+def half_unit(v):
+    """Half a unit of the last decimal of a number as Python writes it: 0.4692 -> 0.00005."""
+    return 0.5 * 10.0 ** -decimals(repr(float(v)))
 
 
 def plan_factor(scale):
@@ -512,38 +771,72 @@ def _consistent(m):
     return "—" if m.consistent is None else "yes" if m.consistent else "no"
 
 
+def _safe_rows(rows):
+    """Table rows for the terminal: text from a file (names, typed answers) with its control characters escaped."""
+    return [[shown(v) if isinstance(v, str) else v for v in row] for row in rows]
+
+
 def format_grade(grade, cells=25):
-    """The report a student (or teacher) reads: per-step table, score, then each cell to look at again."""
+    """The report a student (or teacher) reads: per-step table, score, then each cell to look at again.
+
+    Text from the file (the student's name and answers, model and step names) is shown with control characters
+    escaped, so a file cannot retitle or clear the terminal it is printed on."""
     from tabulate import tabulate
 
-    who = grade.name or "(no name written)"
+    who = shown(grade.name) if grade.name else "(no name written)"
     rule = f"±{grade.fixed_tolerance:g}" if grade.fixed_tolerance is not None else "at the precision you wrote each number (at most ±0.005)"
-    lines = [f"checked {grade.path}: {who}, {grade.total} answer cells of {grade.model}, judged {rule}"]
+    lines = [f"checked {shown(grade.path)}: {who}, {grade.total} answer cells of {shown(grade.model)}, judged {rule}"]
+    if grade.exercise == CHANGED:
+        lines.append(f"WARNING: the exercise was changed: {shown(grade.exercise_note, 1000)}")
+    elif grade.exercise == NOT_CHECKED:
+        lines.append(f"note: {shown(grade.exercise_note, 1000)}")
     for w in grade.warnings:
-        lines.append(f"note: {w}")
+        lines.append(f"note: {shown(w, 1000)}")
     rows = [(r["step"], r["answers"], r["correct"], r["carried forward"], r["wrong"] - r["carried forward"], r["missing"],
              r["not a number"], r["consistent"], f"{r['marks']}/{r['answers']}") for r in grade.per_group()]
-    lines.append(tabulate(rows, headers=["step", "cells", "correct", "carried fwd", "wrong", "missing", "not a number",
-                                         "consistent w/ own work", "marks"], disable_numparse=True))
+    lines.append(tabulate(_safe_rows(rows), headers=["step", "cells", "correct", "carried fwd", "wrong", "missing", "not a number",
+                                                     "consistent w/ own work", "marks"], disable_numparse=True))
     c = grade.count("correct")
     lines.append(f"score: {grade.score}/{grade.total} ({100 * grade.score / max(grade.total, 1):.0f}%) with carry-forward credit; "
                  f"{c}/{grade.total} match the reference")
-    bad = [m for m in grade.marks if not m.credit]
+    bad = bad_rows(grade)
     if bad:
-        lines.append("cells to look at again:")
-        table = [(m.address, m.answer.group, _num(m.answer.expected), _given(m), _consistent(m), m.slip or m.note) for m in bad[:cells]]
-        lines.append(tabulate(table, headers=["cell", "step", "expected", "given", "consistent w/ own work", "slip"], disable_numparse=True))
+        lines.append("cells to look at again (a slip repeated in a panel is one row):")
+        lines.append(tabulate(_safe_rows(bad[:cells]), headers=["cell", "step", "expected", "given", "consistent w/ own work", "slip"],
+                              disable_numparse=True))
         if len(bad) > cells:
-            lines.append(f"… and {len(bad) - cells} more (--json lists every cell)")
+            lines.append(f"… and {len(bad) - cells} more rows (--json lists every cell)")
     carried = [m.address for m in grade.marks if m.carried]
     if carried:
-        shown = ", ".join(carried[:8]) + (f", … ({len(carried) - 8} more)" if len(carried) > 8 else "")
+        listed = ", ".join(carried[:8]) + (f", … ({len(carried) - 8} more)" if len(carried) > 8 else "")
         lines.append(f"carried forward: {len(carried)} cell(s) differ from the reference only because of an earlier answer, "
-                     f"and are right from your own earlier answers: {shown}")
-    lines.append("OK: every answer is right" if grade.ok else
-                 f"{grade.count('wrong')} wrong ({sum(m.carried for m in grade.marks)} of them carried forward), "
-                 f"{grade.count('missing')} missing, {grade.count('not a number')} not a number")
+                     f"and are right from your own earlier answers: {listed}")
+    if grade.ok:
+        lines.append("OK: every answer is right" if not grade.carried else f"OK: every answer gets credit: {grade.tally()}")
+    else:
+        lines.append("NOT OK: " + ("the exercise was changed (see the warning above); " if grade.exercise == CHANGED else "") + grade.tally())
     return "\n".join(lines)
+
+
+def bad_rows(grade):
+    """(cells, step, expected, given, consistent, slip) for each answer without credit; the cells of one slip in one
+    panel make one row ("'Sample 1'!L4, M4, L5, M5"), with the first cell's numbers."""
+    patterns = {(p["sheet"], p["step"], p["kind"], p["cells"][0]): p for p in grade.patterns()}
+    first = {cell: p for (*_, cell), p in patterns.items()}
+    shown_cells = {cell for p in patterns.values() for cell in p["cells"][1:]}
+    rows = []
+    for m in grade.marks:
+        if m.credit or m.address in shown_cells:
+            continue
+        p = first.get(m.address)
+        cells, slip = m.address, m.slip or m.note
+        if p is not None and len(p["cells"]) > 1:
+            prefix = sheet_prefix(m.answer.sheet, None)
+            more = [c[len(prefix):] for c in p["cells"][1:]]
+            cells = ", ".join([m.address, *more[:3]]) + (f" (+{len(more) - 3} more)" if len(more) > 3 else "") + f": {len(p['cells'])} cells"
+            slip = p["slip"]
+        rows.append((cells, m.answer.group, _num(m.answer.expected), _given(m), _consistent(m), slip))
+    return rows
 
 
 def grade_dict(grade):
@@ -553,19 +846,29 @@ def grade_dict(grade):
 
     return {
         "file": grade.path, "name": grade.name, "model": grade.model, "answers": grade.total, "score": grade.score,
-        "correct": grade.count("correct"), "ok": grade.ok, "tolerance": grade.fixed_tolerance, "warnings": grade.warnings,
-        "steps": grade.per_group(),
+        "correct": grade.count("correct"), "carried_forward": grade.carried, "wrong": grade.count("wrong") - grade.carried,
+        "missing": grade.count("missing"), "not_a_number": grade.count("not a number"),
+        "ok": grade.ok, "tolerance": grade.fixed_tolerance, "warnings": grade.warnings,
+        "exercise": grade.exercise, "exercise_note": grade.exercise_note or None,
+        "steps": grade.per_group(), "slips": grade.patterns(),
         "cells": [{"cell": m.address, "step": m.answer.group, "kind": m.answer.panel.step, "index": list(m.answer.idx),
                    "status": m.status, "expected": m.answer.expected, "given": m.given, "typed": jsonable(m.typed),
                    "tolerance": m.tolerance, "own": m.own, "consistent": m.consistent, "carried_forward": m.carried,
-                   "slip": m.slip, "how": m.expansion, "how_with_your_values": m.own_expansion, "note": m.note or None}
+                   "slip": m.slip, "slip_kind": m.slip_kind, "how": m.expansion, "how_with_your_values": m.own_expansion, "note": m.note or None}
                   for m in grade.marks],
     }
 
 
 # ---------------------------------------------------------------- the graded copy
 
-FILLS = {"correct": "C6EFCE", "carried": "FFEB9C", "wrong": "FFC7CE", "missing": "F4CCCC", "not a number": "FFC7CE"}
+FILLS = {"correct": "C6EFCE", "carried": "FFEB9C", "wrong": "FFC7CE", "not a number": "FFC7CE", "missing": "E4DFEC"}
+LEGEND = [("correct", "green: right"),
+          ("carried", "amber: carried forward, right from your own earlier answers (full credit)"),
+          ("wrong", "red: wrong, or not a number"),
+          ("missing", "lavender: empty")]
+GRADE_WIDTHS = [22, 13, 13, 13, 13, 13, 13, 13]  # the Grade sheet's columns: one landscape page
+GRADE_TEXT = 70  # characters of a line of text on the Grade sheet that fit its columns B-H when printed
+GRADE_SLIPS = 25  # slip rows the Grade sheet lists (the comments hold every one)
 
 
 def comment_text(m):
@@ -586,50 +889,131 @@ def comment_text(m):
 
 def write_graded(grade, out, force=False):
     """A copy of the student's file with green/amber/red fills on the answer cells, a comment on each one not
-    right, and a "Grade" sheet in front; written atomically, never over an existing file without force."""
-    import openpyxl
-    from openpyxl.comments import Comment
-    from openpyxl.styles import PatternFill
+    right, and a "Grade" sheet in front; written atomically, never over an existing file without force.
 
+    A merged area over answer cells is unmerged in the copy, so each answer cell gets its own colour and comment."""
+    merged = merged_cell_count(grade.merged)
+    if merged > MAX_MERGED_CELLS:  # openpyxl would make an object for each: A1:XFD1048576 alone is 17 billion
+        raise CnncalcError(f"Cannot write a graded copy of {shown(grade.path)}: its merged areas cover {merged:,} cells. Expected at most "
+                           f"{MAX_MERGED_CELLS:,} (a limit of cnncalc, in cnncalc/classroom/check.py). Received a file with "
+                           f"{sum(map(len, grade.merged.values())):,} merged area(s); the grade itself is unaffected")
     from cnncalc.files import atomic_output
 
-    with atomic_output(out, force) as tmp:
-        try:
-            wb = openpyxl.load_workbook(grade.path)
-        except Exception as e:  # openpyxl raises many kinds for a damaged file
-            raise CnncalcError(f"Cannot copy {grade.path} for grading. Expected an .xlsx openpyxl can read. Received ({type(e).__name__}: {e})") from None
-        for m in grade.marks:
-            cell = wb[m.answer.sheet].cell(m.answer.pos[0] + 1, m.answer.pos[1] + 1)
-            color = FILLS["carried" if m.carried else m.status]
-            cell.fill = PatternFill("solid", start_color=color, end_color=color)
-            if m.status != "correct":
-                text = comment_text(m)
-                cell.comment = Comment(text, "cnncalc check", width=420, height=40 + 18 * text.count("\n") + len(text) // 4)
-        ws = wb.create_sheet("Grade", 0)
-        for row in grade_rows(grade):
-            ws.append(row)
-        for row in ws.iter_rows():  # openpyxl makes any "=..." a formula: a student's name must stay text
-            for cell in row:
-                if cell.data_type == "f":
-                    cell.data_type = "s"
-        ws.column_dimensions["A"].width = 28
-        wb.active = 0
-        for sheet in wb.worksheets[1:]:
-            sheet.sheet_view.tabSelected = False
-        wb.save(tmp)
+    try:
+        with atomic_output(out, force) as tmp:
+            _write_graded(grade, tmp)
+    except (CnncalcError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a student's file must never crash a class run; --traceback shows the cause
+        raise CnncalcError(f"Cannot write a graded copy of {shown(grade.path)}. Expected an .xlsx openpyxl can copy. "
+                           f"Received a file it could not ({type(e).__name__}: {shown(e)}); the grade itself is unaffected") from e
     return out
 
 
+def _write_graded(grade, tmp):
+    import openpyxl
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.comments import Comment
+    from openpyxl.styles import PatternFill
+
+    try:
+        wb = openpyxl.load_workbook(grade.path)
+    except Exception as e:  # openpyxl raises many kinds for a damaged file
+        raise CnncalcError(f"Cannot copy {shown(grade.path)} for grading. Expected an .xlsx openpyxl can read. "
+                           f"Received ({type(e).__name__}: {shown(e)})") from None
+    for sheet in {m.answer.sheet for m in grade.marks}:
+        ws = wb[sheet]
+        answers = {(m.answer.pos[0] + 1, m.answer.pos[1] + 1) for m in grade.marks if m.answer.sheet == sheet}
+        for area in list(ws.merged_cells.ranges):
+            if any(area.min_row <= r <= area.max_row and area.min_col <= c <= area.max_col for r, c in answers):
+                ws.unmerge_cells(area.coord)
+    for m in grade.marks:
+        cell = wb[m.answer.sheet].cell(m.answer.pos[0] + 1, m.answer.pos[1] + 1)
+        color = FILLS["carried" if m.carried else m.status]
+        cell.fill = PatternFill("solid", start_color=color, end_color=color)
+        if m.status != "correct":
+            text = ILLEGAL_CHARACTERS_RE.sub("?", comment_text(m))
+            cell.comment = Comment(text, "cnncalc check", width=420, height=40 + 18 * text.count("\n") + len(text) // 4)
+    _uncover(wb, grade)
+    ws = wb.create_sheet("Grade", 0)
+    _grade_sheet(ws, grade, ILLEGAL_CHARACTERS_RE)
+    wb.active = 0
+    for sheet in wb.worksheets[1:]:
+        sheet.sheet_view.tabSelected = False
+    wb.save(tmp)
+
+
+def _uncover(wb, grade):
+    """Drop the colour scales over answer cells, which a spreadsheet paints over their fills (a wrong cell would look
+    like its orange neighbours); a panel of given cells keeps its scale."""
+    from openpyxl.formatting.formatting import ConditionalFormattingList
+
+    for sheet in {m.answer.sheet for m in grade.marks}:
+        ws = wb[sheet]
+        answers = [(m.answer.pos[0] + 1, m.answer.pos[1] + 1) for m in grade.marks if m.answer.sheet == sheet]
+        kept = ConditionalFormattingList()
+        for cf in ws.conditional_formatting:
+            covers = any(any(area.min_row <= r <= area.max_row and area.min_col <= c <= area.max_col for area in cf.sqref.ranges)
+                         for r, c in answers)
+            if not covers:
+                for rule in cf.rules:
+                    kept.add(str(cf.sqref), rule)
+        ws.conditional_formatting = kept
+
+
+def _grade_sheet(ws, grade, illegal):
+    """The Grade sheet: grade_rows, styled, printed on one landscape page."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    for r, (row, style) in enumerate(grade_rows(grade), start=1):
+        for c, v in enumerate(row, start=1):
+            cell = ws.cell(r, c)
+            cell.value = illegal.sub("?", v) if isinstance(v, str) else v
+            if cell.data_type == "f":  # openpyxl makes any "=..." a formula: a student's name must stay text
+                cell.data_type = "s"
+            if style in ("title", "header", "table"):
+                cell.font = Font(name="Calibri", bold=style != "table", size=12 if style == "title" else 11)
+            if style in ("header", "table") and c > 1 and len(row) == len(GRADE_WIDTHS):
+                cell.alignment = Alignment(horizontal="right")
+        if style in FILLS:
+            ws.cell(r, 1).fill = PatternFill("solid", start_color=FILLS[style], end_color=FILLS[style])
+    for c, width in enumerate(GRADE_WIDTHS, start=1):
+        ws.column_dimensions[chr(64 + c)].width = width
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = ws.page_setup.fitToHeight = 1
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_area = f"A1:{chr(64 + len(GRADE_WIDTHS))}{ws.max_row}"
+
+
 def grade_rows(grade):
-    """The Grade sheet: who, score, then the per-step table."""
-    rows = [["cnncalc check"], ["name", grade.name or ""], ["score", grade.score, "of", grade.total],
-            ["match the reference", grade.count("correct")], [],
-            ["step", "cells", "correct", "carried forward", "wrong", "missing", "not a number", "marks"]]
+    """The Grade sheet, as [(row, style)]: who and the score, the per-step table, the colours, and the slips named
+    (one row a pattern). Style: "title", "header", "table" (the per-step rows), a FILLS key (a colour swatch in column A), or None."""
+    import textwrap
+
+    def wrapped(first, text, style=None, width=GRADE_TEXT):
+        lines = textwrap.wrap(str(text), width) or [""]
+        return [([first if k == 0 else "", line], style) for k, line in enumerate(lines)]
+
+    rows = [(["cnncalc check"], "title"), (["name", grade.name or ""], None),
+            (["score", grade.score, f"of {grade.total} ({100 * grade.score / max(grade.total, 1):.0f}%) with carry-forward credit"], None),
+            (["match the reference", grade.count("correct")], None), *wrapped("verdicts", grade.tally()),
+            *wrapped("exercise", grade.exercise + (f": {grade.exercise_note}" if grade.exercise_note else "")), ([], None),
+            (["step", "cells", "correct", "carried fwd", "wrong", "missing", "not a number", "marks"], "header")]
     for r in grade.per_group():
-        rows.append([r["step"], r["answers"], r["correct"], r["carried forward"], r["wrong"] - r["carried forward"],
-                     r["missing"], r["not a number"], r["marks"]])
-    rows += [[], ["green: right; amber: wrong, but right from your own earlier answers; red: wrong or empty."],
-             ["Each cell not right has a comment: the expected value, how it is computed, and the slip if one is recognised."]]
+        rows.append(([r["step"], r["answers"], r["correct"], r["carried forward"], r["wrong"] - r["carried forward"],
+                      r["missing"], r["not a number"], f"{r['marks']}/{r['answers']}"], "table"))
+    rows += [([], None), (["colours", "of the answer cells on the Sample sheets"], "header")]
+    rows += [(["", text], key) for key, text in LEGEND]
+    patterns = grade.patterns()
+    if patterns:
+        rows += [([], None), (["slips", "recognised (one row a pattern in a panel)"], "header")]
+        for p in patterns[:GRADE_SLIPS]:
+            cells = p["cells"][0] + (f" and {len(p['cells']) - 1} more" if len(p["cells"]) > 1 else "")
+            rows += wrapped(p["step"], f"{cells}: {p['slip']}")
+        if len(patterns) > GRADE_SLIPS:
+            rows.append((["", f"… and {len(patterns) - GRADE_SLIPS} more (see the comments)"], None))
+    rows += [([], None)] + wrapped("", "Each cell not right has a comment: the expected value, how it is computed, "
+                                       "and the slip if one is recognised.")
     return rows
 
 
@@ -638,7 +1022,7 @@ def grade_rows(grade):
 
 @dataclass
 class Result:
-    """One file of a class: its grade, or why it could not be graded."""
+    """One file of a class: its grade, and why it could not be graded (no grade) or copied (a grade, no graded copy)."""
 
     path: str
     grade: Grade | None = None
@@ -647,6 +1031,10 @@ class Result:
     @property
     def exit_code(self):
         return 2 if self.error else 0 if self.grade.ok else 1
+
+    @property
+    def status(self):
+        return "not graded" if self.grade is None else "graded, no graded copy" if self.error else "graded"
 
 
 def check_files(paths, fixed_tolerance=None):
@@ -660,23 +1048,188 @@ def check_files(paths, fixed_tolerance=None):
     return results
 
 
+def graded_paths(paths, folder):
+    """One graded copy a file, in `folder`, no two alike (letter case aside) and none an input: 'x/s.xlsx' ->
+    's-graded.xlsx'; files of one name from different folders take their folders' names, as many as tell them
+    apart ('x/s.xlsx' -> 'x-s-graded.xlsx', 'y/s.xlsx' -> 'y-s-graded.xlsx'); any still alike (one file named
+    twice) a number ('s-graded-2.xlsx'). The same command line always gives the same names."""
+    full = [os.path.normpath(os.path.abspath(p)) for p in paths]
+    parts = [f.split(os.sep)[1:] for f in full]
+    parts = [[*dirs, os.path.splitext(last)[0]] for *dirs, last in parts]
+    depth = [1] * len(paths)  # how many trailing parts (the file's stem, then its folders) name each copy
+
+    def name(i):
+        return "-".join(parts[i][-depth[i]:])
+
+    while True:
+        alike = {}
+        for i in range(len(paths)):
+            alike.setdefault(name(i).casefold(), []).append(i)
+        grow = [i for group in alike.values() if len({full[j].casefold() for j in group}) > 1
+                for i in group if depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    taken = {f.casefold() for f in full}
+    out = []
+    for i in range(len(paths)):
+        base, k = os.path.join(folder, name(i) + "-graded"), 1
+        target = base + ".xlsx"
+        while os.path.normpath(os.path.abspath(target)).casefold() in taken:
+            k += 1
+            target = f"{base}-{k}.xlsx"
+        taken.add(os.path.normpath(os.path.abspath(target)).casefold())
+        out.append(target)
+    return out
+
+
+def write_graded_copies(results, targets, force=False):
+    """Write each graded file's copy to its target; a copy that cannot be written becomes that file's error
+    (its grade stays), and the others are written."""
+    for r, out in zip(results, targets):
+        if r.grade is None:
+            continue
+        try:
+            write_graded(r.grade, out, force=force)
+        except CnncalcError as e:
+            r.error = str(e)
+
+
+def _exercise_cell(grade):
+    return grade.exercise if grade.exercise == AS_MADE else f"{grade.exercise}: {grade.exercise_note}"
+
+
 def class_table(results):
-    """(headers, rows): name, file, score, answers, %, correct, each step's marks, error."""
+    """(headers, rows): name, file, status, score, answers, %, correct, each step's marks, slips, exercise, error."""
     steps = list(dict.fromkeys(g for r in results if r.grade for g in r.grade.groups))
-    headers = ["name", "file", "score", "answers", "percent", "match reference", *steps, "error"]
+    headers = ["name", "file", "status", "score", "answers", "percent", "match reference", *steps, "slips", "exercise", "error"]
     rows = []
     for r in results:
-        if r.error:
-            rows.append(["", r.path, "", "", "", "", *([""] * len(steps)), r.error])
-            continue
         g = r.grade
+        if g is None:
+            rows.append(["", r.path, r.status, "", "", "", "", *([""] * len(steps)), "", "", r.error])
+            continue
         marks = {row["step"]: f"{row['marks']}/{row['answers']}" for row in g.per_group()}
-        rows.append([g.name or "", r.path, g.score, g.total, f"{100 * g.score / max(g.total, 1):.0f}", g.count("correct"),
-                     *(marks.get(s, "") for s in steps), ""])
+        rows.append([g.name or "", r.path, r.status, g.score, g.total, f"{100 * g.score / max(g.total, 1):.0f}", g.count("correct"),
+                     *(marks.get(s, "") for s in steps), student_slips(g), _exercise_cell(g), r.error or ""])
     return headers, rows
 
 
+def student_slips(grade):
+    """The slips named in one file, one a slip and step: 'bias forgotten (conv2d, 1 cell); …'."""
+    counts = {}
+    for p in grade.patterns():
+        counts[(p["kind"], p["step"])] = counts.get((p["kind"], p["step"]), 0) + len(p["cells"])
+    return "; ".join(f"{kind} ({step}, {n} cell{'s' if n > 1 else ''})" for (kind, step), n in counts.items())
+
+
+NO_SLIP, GAPS = "wrong, no slip named", "empty or not a number"
+
+
+def class_tally(results):
+    """The slips named across a class, most students first: [{"slip", "students", "cells", "steps": {step: students}}]."""
+    tally = {}
+    for k, r in enumerate(results):
+        for p in r.grade.patterns() if r.grade else []:
+            t = tally.setdefault(p["kind"], {"slip": p["kind"], "students": set(), "cells": 0, "steps": {}})
+            t["students"].add(k)
+            t["cells"] += len(p["cells"])
+            t["steps"].setdefault(p["step"], set()).add(k)
+    out = [{**t, "students": len(t["students"]), "steps": {step: len(who) for step, who in t["steps"].items()}} for t in tally.values()]
+    return sorted(out, key=lambda t: (-t["students"], -t["cells"], t["slip"]))
+
+
+def step_tally(results):
+    """{step: {what: students}} for every step of the class: each slip named there, then wrong cells no slip explains
+    (NO_SLIP) and answers left empty or not a number (GAPS); a student counts once a row."""
+    steps = {g: {} for r in results if r.grade for g in r.grade.groups}
+    for k, r in enumerate(results):
+        for m in r.grade.marks if r.grade else []:
+            what = m.slip_kind if m.slip else GAPS if m.status in ("missing", "not a number") else NO_SLIP if not m.credit else None
+            if what:
+                steps[m.answer.group].setdefault(what, set()).add(k)
+    return {step: {what: len(who) for what, who in sorted(rows.items(), key=lambda i: (i[0] in (NO_SLIP, GAPS), -len(i[1]), i[0]))}
+            for step, rows in steps.items()}
+
+
+def format_tally(results):
+    """The class's slips for the terminal: which slip, how many students, how many cells, in which steps."""
+    from tabulate import tabulate
+
+    tally = class_tally(results)
+    if not tally:
+        return "no slips named in the class"
+    rows = [(shown(t["slip"], 90), t["students"], t["cells"], shown(", ".join(f"{step} ({n})" for step, n in t["steps"].items()), 60))
+            for t in tally]
+    return "slips named in the class (students: how many made the slip; steps: where, with how many students):\n" + tabulate(
+        rows, headers=["slip", "students", "cells", "steps"], disable_numparse=True)
+
+
+def format_class(results):
+    """The class table for the terminal: one row a file (the error column left out: errors go to stderr), text
+    from the files with control characters escaped; then the class's slips."""
+    from tabulate import tabulate
+
+    headers, rows = class_table(results)
+    rows = [[shown(v, 60) if isinstance(v, str) else v for v in row[:-1]] for row in rows]
+    return tabulate(rows, headers=[shown(h, 60) for h in headers[:-1]], disable_numparse=True) + "\n" + format_tally(results)
+
+
+def plan_report(results):
+    """The class report as a workbook plan: the class table; the slips across the class; for each step, the
+    students of each slip, with a chart. Text from the files is written as text (never a formula)."""
+    from cnncalc.sheets.cells import Cell, WorkbookPlan, cells_block
+
+    plan = WorkbookPlan()
+    headers, rows = class_table(results)
+    table = plan.add_sheet("Class", freeze=(3, 0))
+    cells = {(0, 0): Cell("cnncalc check: the class", style="title"),
+             (1, 0): Cell("score: answers with credit (right, or carried forward from the student's own earlier answers)", style="caption")}
+    cells.update({(2, c): Cell(h, style="header") for c, h in enumerate(headers)})
+    for r, row in enumerate(rows, start=3):
+        cells.update({(r, c): Cell(v, style="int" if isinstance(v, int) else "text") for c, v in enumerate(row) if v != ""})
+    table.add(cells_block(cells))
+    table.col_widths.update({0: 24, 1: 30, 2: 12, **{c: 14 for c in range(3, len(headers) - 3)}, len(headers) - 3: 60})
+    sheet = plan.add_sheet("Slips", freeze=(3, 0))
+    tally = class_tally(results)
+    cells = {(0, 0): Cell("Slips named in the class", style="title"),
+             (1, 0): Cell("students: how many made the slip (anywhere); cells: in how many cells; steps: where, with how many students",
+                          style="caption")}
+    cells.update({(2, c): Cell(h, style="header") for c, h in enumerate(["slip", "students", "cells", "steps"])})
+    for r, t in enumerate(tally, start=3):
+        cells.update({(r, 0): Cell(t["slip"], style="text"), (r, 1): Cell(t["students"], style="int"), (r, 2): Cell(t["cells"], style="int"),
+                      (r, 3): Cell(", ".join(f"{step} ({n})" for step, n in t["steps"].items()), style="text")})
+    top = 3 + len(tally) + 2
+    for step, whats in step_tally(results).items():
+        cells[(top, 0)] = Cell(f"step {step}: students per slip", style="subtitle")
+        cells[(top + 1, 0)], cells[(top + 1, 1)] = Cell("slip", style="header"), Cell("students", style="header")
+        for k, (what, n) in enumerate(whats.items()):
+            cells[(top + 2 + k, 0)], cells[(top + 2 + k, 1)] = Cell(what, style="text"), Cell(n, style="int")
+        height = 110 + 40 * len(whats)  # pixels: a bar and its label for each row
+        if whats:
+            last = top + 1 + len(whats)
+            sheet.charts.append({"type": "bar", "title": f"step {step}: students per slip", "anchor": (top, 3), "x_axis": "",  # never "=…"
+                                 "num_format": "0", "values": (top + 2, 1, last, 1),
+                                 "categories": (top + 2, 0, last, 0), "size": {"width": 640, "height": height}})
+        else:
+            cells[(top + 2, 0)] = Cell("every answer right or carried forward", style="caption")
+        top += max(len(whats) + 4, 2 + -(-height // 20)) if whats else 4  # a row is 20 pixels high
+    sheet.add(cells_block(cells))
+    sheet.col_widths.update({0: 60, 1: 10, 2: 10, 3: 40})
+    return plan
+
+
+def write_report(results, path, force=False):
+    """Write the class report workbook (plan_report) atomically, never over a file without force."""
+    from cnncalc.sheets.writer import write_plan
+
+    return write_plan(plan_report(results), path, force=force, quiet=True)
+
+
 def write_csv(results, path, force=False):
+    """The class table as CSV: every field quoted, and every text a spreadsheet could take for a formula (the
+    header's step names too) made plain text (see csv_text)."""
     import csv
 
     from cnncalc.files import atomic_output
@@ -684,14 +1237,18 @@ def write_csv(results, path, force=False):
     headers, rows = class_table(results)
     with atomic_output(path, force) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(headers)
-            w.writerows([[_csv_text(v) for v in row] for row in rows])
+            w = csv.writer(f, quoting=csv.QUOTE_ALL)  # quoted: a spreadsheet splitting at ; or tab keeps each field whole
+            w.writerows([[csv_text(v) for v in row] for row in [headers, *rows]])
     return path
 
 
-def _csv_text(value):
-    """Text a spreadsheet would take for a formula (=, +, -, @ first) gets a leading ' so it stays text (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # ＝＋－＠ too
+
+
+def csv_text(value):
+    """A field as a spreadsheet will read it as text: one whose first character (past spaces) could start a formula
+    (= + - @, a tab, a line break, NUL, or their full-width forms) gets a leading ' (OWASP's rule against CSV
+    injection): csv_text('=HYPERLINK("x")') -> "'=HYPERLINK(\"x\")". Numbers stay numbers."""
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_STARTS):
         return "'" + value
     return value

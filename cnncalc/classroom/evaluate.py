@@ -1,7 +1,8 @@
 """Evaluate the spreadsheet formulas cnncalc writes (and simple ones a student types), without a spreadsheet.
 
 The subset: numbers, A1 references with sheet prefixes and $, ranges, + - * / ^, unary minus, a
-postfix %, comparisons, and SUMPRODUCT SUM MAX MIN AVERAGE EXP LN SQRT ABS TANH ERF IF MATCH, with
+postfix %, comparisons, and SUMPRODUCT SUM MAX MIN AVERAGE EXP LN SQRT ABS TANH ERF IF MATCH (and, for the
+gradients of training workbooks, ERFC AND OR SIGN COUNTIF), with
 Excel's precedence (unary minus binds tighter than ^: -2^2 = 4). A formula is parsed once into a
 small tree of tuples, `evaluate` computes it over any `lookup(sheet, row, col)`, and `references`
 lists the cells it reads. (cnncalc.sheets.steps writes a formula out with its numbers.)
@@ -130,23 +131,51 @@ def parse(text, sheet):
     return tree
 
 
+def nodes(tree):
+    """Every node of a parsed formula, depth first, left to right."""
+    yield tree
+    kind = tree[0]
+    if kind == "neg":
+        yield from nodes(tree[1])
+    elif kind == "bin":
+        yield from nodes(tree[2])
+        yield from nodes(tree[3])
+    elif kind == "call":
+        for arg in tree[2]:
+            yield from nodes(arg)
+    elif kind not in ("num", "ref", "range"):
+        raise AssertionError(kind)
+
+
 def references(tree):
     """Every cell (sheet, row, col) the formula reads, ranges expanded, in order."""
+    out = []
+    for node in nodes(tree):
+        if node[0] == "ref":
+            out.append(node[1:])
+        elif node[0] == "range":
+            _, sheet, r0, c0, r1, c1 = node
+            out += [(sheet, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+    return out
+
+
+def numbers(tree):
+    """Every number typed in the formula, as its ("num", value) nodes, in order."""
+    return [node for node in nodes(tree) if node[0] == "num"]
+
+
+def replace(tree, node, new):
+    """The tree with one of its nodes (that very object, e.g. from numbers()) replaced by `new`."""
+    if tree is node:
+        return new
     kind = tree[0]
-    if kind == "ref":
-        return [tree[1:]]
-    elif kind == "range":
-        _, sheet, r0, c0, r1, c1 = tree
-        return [(sheet, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
-    elif kind == "num":
-        return []
-    elif kind == "neg":
-        return references(tree[1])
+    if kind == "neg":
+        return ("neg", replace(tree[1], node, new))
     elif kind == "bin":
-        return references(tree[2]) + references(tree[3])
+        return ("bin", tree[1], replace(tree[2], node, new), replace(tree[3], node, new))
     elif kind == "call":
-        return [ref for arg in tree[2] for ref in references(arg)]
-    raise AssertionError(kind)
+        return ("call", tree[1], [replace(arg, node, new) for arg in tree[2]])
+    return tree
 
 
 # ---------------------------------------------------------------- values
@@ -231,6 +260,29 @@ def _match(args, lookup):
     raise EvalError("#N/A: MATCH found no equal value")
 
 
+def _logical(name, combine):
+    """AND / OR as Excel: numbers (0 is FALSE), a range's empty cells and text skipped, #VALUE! with no value at all."""
+    def call(args, lookup):
+        values = _numbers(args, lookup)
+        if not values:
+            raise EvalError(f"#VALUE!: {name} of no logical value")
+        return float(combine(v != 0 for v in values))
+    return call
+
+
+def _countif(args, lookup):
+    """COUNTIF(range, number): how many of the range's numbers equal it (a number criterion only: no text in the subset)."""
+    if len(args) != 2 or args[0][0] not in ("range", "ref"):
+        raise Unsupported("only COUNTIF(range, number) is in the subset")
+    value = evaluate(args[1], lookup)
+    return float(sum(1 for row in _cells(args[0], lookup) for v in row
+                     if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == value))
+
+
+def _sign(x):
+    return float((x > 0) - (x < 0))
+
+
 def _ln(x):
     if x <= 0:
         raise ValueError(f"LN({x}) of a number <= 0")
@@ -251,6 +303,11 @@ FUNCTIONS = {
     "ERF": _one(math.erf),
     "IF": _if,
     "MATCH": _match,
+    "ERFC": _one(math.erfc),
+    "AND": _logical("AND", all),
+    "OR": _logical("OR", any),
+    "SIGN": _one(_sign),
+    "COUNTIF": _countif,
 }
 
 _COMPARE = {"=": lambda a, b: a == b, "<>": lambda a, b: a != b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
