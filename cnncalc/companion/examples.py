@@ -22,6 +22,7 @@ class Example:
     labels: list | None = None
     section: str = ""
     blurb: str = ""
+    training: object = None  # a training example (chapter_fit): its sheets/training.py TrainingJob
 
     @property
     def x(self):
@@ -55,6 +56,7 @@ SECTIONS = {
     "kernels": "Diving deep into convolutions/kernels (深入研究卷积/内核)",
     "flatten": "From convolution and pooling to flattening (从卷积和汇集到扁平化)",
     "other": "Other details of CNN: LeNet, stride, padding (CNN 的其他细节)",
+    "backprop": "Backpropagation in CNNs (CNN 中的反向传播)",
 }
 
 
@@ -158,8 +160,26 @@ def _toy():
     return chapter_example()
 
 
+def chapter_fit():
+    """The chapter's fit: its toy model with fresh weights (Keras's default initializers, seed 0), compiled as the
+    chapter compiles it (loss='categorical_crossentropy', optimizer='adam') and fit on its two samples and labels
+    (one-hot, as to_categorical makes them): model.fit(X_train, y_train, epochs=100, batch_size=2), not shuffled."""
+    from cnncalc.engine import losses, optimizers
+    from cnncalc.kerasfiles.loader import model_from_layer_list
+    from cnncalc.sheets.training import TrainingJob
+
+    toy = chapter_example()
+    layers = [{"class_name": layer.class_name, "config": layer.get_config()} for layer in toy.model.layers]
+    model = model_from_layer_list({"name": toy.model.name, "input_shape": list(toy.model.input_shape), "layers": layers}, seed=0)
+    title = "The chapter's fit: the toy CNN from fresh weights, categorical_crossentropy and Adam, 100 epochs of batch 2"
+    job = TrainingJob(model, toy.raw, np.eye(2)[toy.labels], losses.get("categorical_crossentropy"), [optimizers.get("adam")],
+                      epochs=100, batch_size=2, scale=toy.scale, title=title)
+    return Example("chapter_fit", title, model, toy.raw, toy.scale, toy.labels, training=job)
+
+
 CATALOGUE = {  # name: (chapter section, what it shows, how to build it)
     "cnn_simple_example": ("details", "the toy CNN on both samples: 0.8906642 for class 0", _toy),
+    "chapter_fit": ("backprop", "the toy CNN trained as the chapter fits it: Adam, 100 epochs of batch 2, every gradient a formula", chapter_fit),
     "conv_basic": ("conv", "A ⊛ B, stride 1: 44 54 64 / 84 94 104 / 124 134 144", _conv_basic),
     "conv_stride2": ("other", "A ⊛ B, stride 2: 44 64 / 124 144", _conv_stride2),
     "padding_same": ("other", "'same' zero padding: 4×4 → 6×6 padded → 4×4", _padding_same),

@@ -43,6 +43,13 @@ def matrix_text(m):
     return tabulate([[num(v) for v in row] for row in m], tablefmt="plain", disable_numparse=True, stralign="right")
 
 
+def positive(value, flag, what):
+    """Refuse a window size or stride below 1 (a zero stride never moves; a zero window holds nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise CnncalcError(f"Invalid value for {flag} ({what}). Expected a whole number >= 1. Received {value!r}")
+    return value
+
+
 def conv_expansion(window, kernel, bias=None):
     """'1×1 + 2×2 + 5×3 + 6×4' (+ bias) for one window and a kernel of the same shape."""
     terms = [f"{signed(a)}×{signed(b)}" for a, b in zip(np.ravel(window), np.ravel(kernel))]
@@ -70,6 +77,7 @@ def explain_conv(a, b, stride=1, padding="valid", bias=None, activation=None, la
         raise CnncalcError(f"explain conv needs two matrices. Expected --a and --b as rows such as '1 2; 3 4'. Received shapes {a.shape} and {b.shape}")
     if activation not in (None, "relu", "linear"):
         raise CnncalcError(f"Invalid value for --activation. Expected relu or linear. Received {activation!r}")
+    positive(stride, "--stride", "the step between windows")
     kh, kw = b.shape
     pads = ops.padding_amounts(a.shape, (kh, kw), (stride, stride), padding)
     ap = np.pad(a, pads)
@@ -100,7 +108,9 @@ def explain_pool(a, size=2, stride=None, mode="max", lang="en"):
     a = np.asarray(a, float)
     if a.ndim != 2:
         raise CnncalcError(f"explain pool needs one matrix. Expected --a as rows such as '1 2; 3 4'. Received shape {a.shape}")
-    stride = stride or size
+    positive(size, "--size", "the window's side")
+    stride = size if stride is None else stride  # Keras: strides=None means the pool size
+    positive(stride, "--stride", "the step between windows")
     pool_expansion(a[:1, :1], mode)  # checks the mode
     ho, wo = (ops.conv_output_length(n, size, stride, "valid") for n in a.shape)
     if ho <= 0 or wo <= 0:

@@ -5,8 +5,8 @@ import re
 
 import numpy as np
 
-from cnncalc.errors import CnncalcError
-from cnncalc.files import atomic_output
+from cnncalc.errors import quoted
+from cnncalc.files import atomic_output, check_folder
 
 MIN_SIDE = 240  # pixels: small maps are enlarged (nearest neighbour, so every cell stays a crisp square)
 
@@ -24,25 +24,30 @@ def slug(text):
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def write_feature_maps(plan, folder, force=False):
-    """Write one PNG per channel of every (H, W, C) panel of every sample sheet; return the paths."""
-    from PIL import Image
+def feature_maps(plan, folder):
+    """[(path in folder, 2-D map), ...]: one PNG per channel of every (H, W, C) panel of every sample sheet.
 
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:  # a file of that name, or a place where no folder can be made
-        raise CnncalcError(f"Cannot write pictures into {folder}. Expected a folder that exists or can be made. Received {e.strerror or e}") from None
-    if not os.path.isdir(folder):
-        raise CnncalcError(f"Cannot write pictures into {folder}. Expected a folder. Received a file")
-    paths = []
+    Nothing is written: a command checks every path before it writes its first file."""
+    maps = []
     for sheet in plan.sheets:
         for n, panel in enumerate(getattr(sheet, "panels", [])):
             if panel.placement.layout != "grid":
                 continue
-            for c in range(panel.values.shape[2]):
+            values = panel.values.reshape(*panel.values.shape[:2], -1)  # (H, W) is one map; (H, W, C1, C2) has C1*C2
+            for c in range(values.shape[2]):
                 header = panel.headers[c] if panel.headers else f"channel {c}"
-                path = os.path.join(folder, f"{slug(sheet.name)}_{n:02d}_{slug(panel.title)}_{slug(header)}.png")
-                with atomic_output(path, force) as tmp:
-                    Image.fromarray(to_image(panel.values[:, :, c]), mode="L").save(tmp, format="PNG")
-                paths.append(path)
+                maps.append((os.path.join(folder, f"{slug(sheet.name)}_{n:02d}_{slug(panel.title)}_{slug(header)}.png"), values[:, :, c]))
+    return maps
+
+
+def write_feature_maps(plan, folder, force=False, maps=None):
+    """Write the PNGs of feature_maps(plan, folder) (or `maps`, from it); return the paths. Missing folders are made."""
+    from PIL import Image
+
+    check_folder(folder, f"Cannot write pictures into {quoted(folder)}")
+    paths = []
+    for path, values in feature_maps(plan, folder) if maps is None else maps:
+        with atomic_output(path, force) as tmp:
+            Image.fromarray(to_image(values), mode="L").save(tmp, format="PNG")
+        paths.append(path)
     return paths
