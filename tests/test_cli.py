@@ -47,9 +47,12 @@ def test_example_default_path(tmp_path):
     assert r.returncode == 0 and (tmp_path / "cnn_simple_example.xlsx").exists()
 
 
-def test_missing_folder_is_one_line_exit_2(tmp_path):
-    r = run("example", "-o", str(tmp_path / "nope" / "x.xlsx"))
-    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+def test_missing_folders_of_an_output_are_made(tmp_path):
+    r = run("example", "-o", str(tmp_path / "new" / "sub" / "x.xlsx"))
+    assert r.returncode == 0 and (tmp_path / "new" / "sub" / "x.xlsx").is_file()
+    (tmp_path / "file").write_text("a file")
+    r = run("example", "-o", str(tmp_path / "file" / "x.xlsx"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 def test_summary_prints_keras_rows_and_total_52():

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from PIL import Image
 
 import fuzzing
-from cnncalc import inputs
+from cnncalc import files, inputs
 from cnncalc.errors import CnncalcError
 from cnncalc.inputs import parse_matrix, parse_scale, read_input, read_inputs
 
@@ -54,6 +54,10 @@ def write(path, text_or_bytes):
     ((2, 6, 5, 3), (6, 5, 3), 2),
     ((10,), (10,), 1),  # a dense-only model
     ((7, 10), (10,), 7),
+    ((4, 4), (4, 4), 1),  # a model with a 2-D input (InputLayer (28, 28), then Reshape or Flatten)
+    ((4, 4, 1), (4, 4), 1),
+    ((3, 4, 4), (4, 4), 3),
+    ((3, 4, 4, 1), (4, 4), 3),
 ])
 def test_npy_shapes(tmp_path, stored_shape, input_shape, n):
     array = np.arange(np.prod(stored_shape), dtype=np.float32).reshape(stored_shape)
@@ -106,6 +110,15 @@ def test_gray_image(tmp_path, name):
     batch = read_input(save_image(tmp_path / name, GRAY), (6, 5, 1))
     assert batch.shape == (1, 6, 5, 1)
     assert batch[0, :, :, 0].tolist() == GRAY.tolist()  # pixel values stay 0..255
+
+
+@pytest.mark.parametrize("input_shape", [(6, 5), (6, 5, 1)])
+def test_gray_image_and_csv_for_a_2d_input_model(tmp_path, input_shape):
+    image = read_input(save_image(tmp_path / "x.png", GRAY), input_shape)
+    csv = read_input(write(tmp_path / "x.csv", "\n".join(",".join(str(v) for v in row) for row in GRAY.tolist())), input_shape)
+    for batch in (image, csv):
+        assert batch.shape == (1, *input_shape)
+        assert batch.reshape(6, 5).tolist() == GRAY.tolist()
 
 
 @pytest.mark.parametrize("name", ["x.png", "x.bmp"])
@@ -194,9 +207,9 @@ def test_shape_that_does_not_fit(tmp_path):
 
 @pytest.mark.parametrize("name, content, expected", [
     ("x.txt", "1 2", "Expected one of .npy, .csv, .json, .png, .jpg, .jpeg, .bmp, .gif. Received '.txt'"),
-    ("noext", "1 2", "Received 'no extension'"),
-    ("x.csv", None, "does not exist. Expected a .npy, .csv"),
-    ("x.csv", "", "is empty. Expected a .npy, .csv"),
+    ("noext", "1 2", "Received no extension"),
+    ("x.csv", None, "does not exist. Expected an input file (.npy, .csv"),
+    ("x.csv", "", "is empty. Expected an input file (.npy, .csv"),
 ])
 def test_unusable_paths(tmp_path, name, content, expected):
     path = tmp_path / name
@@ -208,13 +221,13 @@ def test_unusable_paths(tmp_path, name, content, expected):
 
 def test_directory(tmp_path):
     (tmp_path / "d.npy").mkdir()
-    assert "is a directory. Expected a .npy, .csv" in message(tmp_path / "d.npy")
+    assert "it is a folder, not a file. Expected an input file (.npy, .csv" in message(tmp_path / "d.npy")
 
 
 def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path / "x.csv", "1 2\n3 4")
-    monkeypatch.setattr(inputs.os, "access", lambda *args: False)  # chmod 000 means nothing to root
-    assert "cannot be read (permission denied)" in message(path)
+    monkeypatch.setattr(files.os, "access", lambda *args: False)  # chmod 000 means nothing to root
+    assert "permission denied" in message(path)
 
 
 def test_read_inputs_needs_a_path():
@@ -302,7 +315,7 @@ def test_csv_mistakes(tmp_path, text, expected):
 
 def test_csv_needs_a_one_channel_model(tmp_path):
     path = write(tmp_path / "x.csv", "1 2\n3 4")
-    assert "Expected a model with input (H, W, 1). Received a model with input (2, 2, 3)" in message(path, (2, 2, 3))
+    assert "Expected a model with input (H, W, 1) or (H, W). Received a model with input (2, 2, 3)" in message(path, (2, 2, 3))
     assert "Received a model with input (4,)" in message(path, (4,))
 
 
@@ -330,7 +343,7 @@ def test_json_mistakes(tmp_path, text, expected):
 ])
 def test_image_needs_one_or_three_channels(tmp_path, input_shape, expected):
     text = message(save_image(tmp_path / "x.png", GRAY), input_shape)
-    assert "An image needs a model with input (H, W, 1) or (H, W, 3)" in text and expected in text
+    assert "An image needs a model with input (H, W, 1), (H, W) or (H, W, 3)" in text and expected in text
 
 
 def test_sixteen_bit_image(tmp_path):
@@ -363,7 +376,7 @@ def test_decompression_bombs(width, height, expected):
 def test_truncated_image(tmp_path, name):
     data = save_image(tmp_path / name, RGB if name != "x.gif" else GRAY).read_bytes()
     text = message(write(tmp_path / name, data[: len(data) * 2 // 3]), (6, 5, 3))
-    assert f"Cannot read {tmp_path / name} as an image" in text and "Expected a complete, uncorrupted" in text
+    assert f"Cannot read '{tmp_path / name}' as an image" in text and "Expected a complete, uncorrupted" in text
 
 
 def test_text_named_like_an_image(tmp_path):

@@ -62,9 +62,12 @@ def model(input_shape, *layers, seed=0):
 
 # (what breaks, the model, the words the error must have)
 REFUSED = {
-    "columns of a sample sheet": (
-        model((8, 8, 1), {"Conv2D": {"filters": 2400, "kernel_size": 3}}),
-        ["'Sample 1'", "columns for panel 'conv2d (Conv2D)", "16,799 columns", "Expected at most 16,384 columns (Excel's limit)"]),
+    "columns of a sample sheet (one map wider than a sheet)": (
+        model((2, 16_390, 1), {"GlobalMaxPooling2D": {}}),
+        ["'Sample 1'", "columns for panel 'Input (raw)'", "16,391 columns", "Expected at most 16,384 columns (Excel's limit)"]),
+    "rows of a sample sheet (one map taller than a sheet)": (
+        model((1_048_600, 1, 1), {"GlobalMaxPooling2D": {}}),
+        ["'Sample 1'", "rows for panel 'Input (raw)'", "1,048,603 rows", "Expected at most 1,048,576 rows (Excel's limit)"]),
     "columns of the Weights sheet": (
         model((2,), {"Dense": {"units": 16_400}}),
         ["'Weights'", "dense/kernel", "16,401 columns", "Expected at most 16,384 columns (Excel's limit)"]),

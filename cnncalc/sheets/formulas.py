@@ -1,10 +1,11 @@
 """Small builders for spreadsheet formula text (without the leading '=').
 
 Only functions every spreadsheet engine has: + - * / ^, SUMPRODUCT, SUM, AVERAGE, MAX, MIN, ABS, EXP, LN,
-SQRT, TANH, ERF, IF, MATCH. `x` below is the text of one cell reference, such as 'B4' or "'Sample 1'!B4".
+SQRT, TANH, ERF, IF, MATCH (and for gradients ERFC, AND, OR, SIGN, COUNTIF). `x` below is the text of one cell reference, such as 'B4' or "'Sample 1'!B4".
 """
 
 from fractions import Fraction
+import math
 
 from cnncalc.engine import ops
 from cnncalc.errors import CnncalcError
@@ -19,6 +20,10 @@ def number(x):
 
 
 def sumproduct(a, b):
+    """'SUMPRODUCT(G4:I6,Weights!$B$6:$D$8)'; two single cells are one product, 'U4*Weights!$B$17' (a ':' marks a
+    range: Excel forbids it in a sheet name), which every engine reads (pycel fails on a SUMPRODUCT of two cells)."""
+    if ":" not in a and ":" not in b:
+        return f"{a}*{b}"
     return f"SUMPRODUCT({a},{b})"
 
 
@@ -108,6 +113,63 @@ def activation(name, x):
     except (KeyError, TypeError):
         raise CnncalcError(f"No formula for activation. Expected one of {', '.join(ELEMENTWISE)}, softmax or log_softmax. Received {name!r}") from None
     return build(x)
+
+
+def relu_backward(g, z, negative_slope=0.0, max_value=None, threshold=0.0):
+    """dL/dz of relu from dL/da = g, as ops.relu_derivative (slope 0 at the kinks): 'IF(z>0,g,0)'; with options
+    'g*(IF(z>threshold,1,0)*IF(z<max_value,1,IF(z=max_value,0.5,0))+negative_slope*IF(z<threshold,1,0))'."""
+    if negative_slope == 0 and max_value is None and threshold == 0:
+        return f"IF({z}>0,{g},0)"
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return f"IF({z}>=0,{g},{g}*{number(negative_slope)})"
+    if threshold == 0 and max_value == 6 and negative_slope == 0:  # relu6: jax.nn.relu6's slope, 0 at both corners
+        return f"IF(AND({z}>0,{z}<6),{g},0)"
+    slope = f"IF({z}>{number(threshold)},1,0)"
+    if max_value is not None:
+        slope += f"*IF({z}<{number(max_value)},1,IF({z}={number(max_value)},0.5,0))"
+    if negative_slope != 0:
+        slope += f"+{number(negative_slope)}*IF({z}<{number(threshold)},1,0)"
+    return f"{g}*({slope})"
+
+
+def _hard_sigmoid_slope(z):
+    return f"IF(AND({z}+3>0,{z}+3<6),{number(1 / 6)},0)"
+
+
+def _sigmoid(z):
+    return f"1/(1+EXP(-{z}))"
+
+
+SLOPES = {  # d(activation)/dz at the pre-activation z with output a (cells), as engine/ops.py's <name>_derivative
+    "elu": lambda z, a: f"IF({z}>0,1,EXP({z}))",
+    "selu": lambda z, a: f"{number(ops.SELU_SCALE)}*IF({z}>0,1,{number(ops.SELU_ALPHA)}*EXP({z}))",
+    "gelu": lambda z, a: f"0.5*ERFC(-{z}*{number(math.sqrt(0.5))})+{z}*EXP(-0.5*{z}*{z})/{number(math.sqrt(2 * math.pi))}",
+    "gelu_tanh": lambda z, a: (lambda t: f"0.5*(1+{t})+0.5*{z}*(1-{t}*{t})*{number(ops.GELU_TANH_C)}*(1+3*0.044715*{z}^2)")(
+        f"TANH({number(ops.GELU_TANH_C)}*({z}+0.044715*{z}^3))"),
+    "sigmoid": lambda z, a: f"{a}*(1-{a})",
+    "hard_sigmoid": lambda z, a: _hard_sigmoid_slope(z),
+    "hard_silu": lambda z, a: f"MIN(MAX({z}+3,0),6)/6+{z}*{_hard_sigmoid_slope(z)}",
+    "tanh": lambda z, a: f"1-{a}*{a}",
+    "softplus": lambda z, a: f"EXP({z}-{a})",
+    "softsign": lambda z, a: f"1/(ABS({z})+1)^2",
+    "silu": lambda z, a: f"{_sigmoid(z)}+{z}*{_sigmoid(z)}*(1-{_sigmoid(z)})",
+    "exponential": lambda z, a: a,
+}
+
+
+def activation_backward(name, g, z, a):
+    """dL/dz of element-wise activation `name` from dL/da = g, at pre-activation z with output a (cell references):
+    'g' for linear, the relu family as IFs, else 'g*(slope)'."""
+    if name == "linear":
+        return g
+    relus = {"relu": {}, "relu6": {"max_value": 6}, "leaky_relu": {"negative_slope": 0.2}}
+    if name in relus:
+        return relu_backward(g, z, **relus[name])
+    try:
+        return f"{g}*({SLOPES[name](z, a)})"
+    except KeyError:
+        raise CnncalcError(f"No gradient formula for activation {name!r}. Expected linear, {', '.join(relus)} or "
+                           f"{', '.join(SLOPES)}") from None
 
 
 def batch_normalization(x, mean, variance, epsilon, gamma=None, beta=None):

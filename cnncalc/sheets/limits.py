@@ -25,8 +25,8 @@ def check_fits(sheet, what, top, left, height, width):
     if right > MAX_COLS:
         raise CnncalcError(
             f"Sheet {sheet!r} would need {right:,} columns for {what} ({width:,} columns from column {left + 1:,}). "
-            f"Expected at most {MAX_COLS:,} columns (Excel's limit). Received a tensor too wide for one sheet: "
-            "fewer filters (channels) or a smaller input would fit"
+            f"Expected at most {MAX_COLS:,} columns (Excel's limit). Received a tensor too wide for one sheet "
+            "(a feature map's channels already wrap into rows of maps): a narrower input, or fewer units, would fit"
         )
     if bottom > MAX_ROWS:
         raise CnncalcError(
@@ -91,11 +91,15 @@ def corner_indices(shape):
 
 
 def check_panel(sheet, panel):
-    """A panel's formulas at the corners of its index space (they have the longest and the shortest addresses)."""
+    """A panel's formulas at the corners of its index space (they have the longest and the shortest addresses), and
+    in a grid of maps the far corner of the last map across (the rightmost column)."""
     if panel.formula is None:
         return
     p = panel.placement
-    for idx in corner_indices(p.shape):
+    probes = corner_indices(p.shape)
+    if p.layout == "grid":
+        probes.append((p.shape[0] - 1, p.shape[1] - 1, *p.map_index(p.across - 1)))
+    for idx in probes:
         text = panel.formula(idx)
         if text is not None:
             check_formula(text, f"{panel.title} at {sheet_prefix(sheet, None)}{a1(*p.pos(idx))}")
