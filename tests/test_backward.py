@@ -345,3 +345,17 @@ def test_labels_as_indices_or_one_hot():
         sparse.labels([[0.5, 0.5]], (2,))
     with pytest.raises(CnncalcError, match=r"Expected one label per output, shape \(N, 3\)"):
         mse.labels([[1, 2]], (3,))
+
+
+def test_the_windows_holding_a_cell_are_found_without_trying_every_window():
+    """Pooling's formula_backward visits only the windows that hold a cell: the same as testing every window, for
+    every size, stride and padding before the first cell."""
+    import itertools
+
+    from cnncalc.engine.layers.pooling import _windows_holding
+
+    for n_in, size, stride, pad in itertools.product(range(1, 12), range(1, 5), range(1, 5), range(3)):
+        n = (n_in + 2 * pad - size) // stride + 1
+        for k in range(n_in):
+            every = [i for i in range(max(n, 0)) if i * stride - pad <= k <= i * stride - pad + size - 1]
+            assert list(_windows_holding(k, pad, size, stride, max(n, 0))) == every, (n_in, size, stride, pad, k)

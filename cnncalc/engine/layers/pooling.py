@@ -56,12 +56,11 @@ class _Pooling2D(Layer):
         cell of the window does); average: the gradient / the window's count of real cells; sum: the gradient.
         None (a constant 0) for a cell in no window."""
         r, c, ch = idx
+        (top, _), (left, _) = ops.padding_amounts(x.shape[:2], self.pool_size, self.strides, self.padding)
         terms = []
-        for i in range(out.shape[0]):
-            for j in range(out.shape[1]):
+        for i in _windows_holding(r, top, self.pool_size[0], self.strides[0], out.shape[0]):
+            for j in _windows_holding(c, left, self.pool_size[1], self.strides[1], out.shape[1]):
                 (r0, c0, _), (r1, c1, _) = self.window((i, j, ch), x.shape)
-                if not (r0 <= r <= r1 and c0 <= c <= c1):
-                    continue
                 gij = g.ref((i, j, ch), sheet)
                 if self.mode == "max":
                     o = out.ref((i, j, ch), sheet)
@@ -76,6 +75,13 @@ class _Pooling2D(Layer):
                 else:
                     raise AssertionError(self.mode)
         return formulas.add(terms) if terms else None
+
+
+def _windows_holding(k, pad, size, stride, n):
+    """The windows along one axis (of n, each `size` long, `stride` apart, starting `pad` before cell 0) that hold
+    cell k: i with i*stride - pad <= k <= i*stride - pad + size - 1."""
+    first = max(0, -(-(k + pad - size + 1) // stride))
+    return range(first, min(n - 1, (k + pad) // stride) + 1)
 
 
 class MaxPooling2D(_Pooling2D):
