@@ -71,6 +71,10 @@ def test_scale_formula(factor, expected):
 def test_formula_builders():
     assert formulas.add(["SUMPRODUCT(A1:B2,C1:D2)", "E1"]) == "SUMPRODUCT(A1:B2,C1:D2)+E1"
     assert formulas.add(["A1", "-B1"]) == "A1-B1"
+    assert formulas.sumproduct("G4:I6", "Weights!$B$6:$D$8") == "SUMPRODUCT(G4:I6,Weights!$B$6:$D$8)"
+    assert formulas.sumproduct("U4", "Weights!$B$17") == "U4*Weights!$B$17"  # one input: a product (pycel reads it)
+    assert formulas.sumproduct("'Sample 1'!U4", "Weights!$B$17") == "'Sample 1'!U4*Weights!$B$17"
+    assert formulas.sumproduct("U4", "Weights!$B$17:$B$17") == "SUMPRODUCT(U4,Weights!$B$17:$B$17)"
     assert formulas.activation("relu", "L4") == "MAX(0,L4)"
     assert formulas.argmax("A1:A3") == "MATCH(MAX(A1:A3),A1:A3,0)-1"
     assert formulas.number(8.0) == "8" and formulas.number(0.1) == "0.1"

@@ -198,7 +198,94 @@ def _not_a_zip(path):
 def test_read_cells_reads_a_libreoffice_file_as_openpyxl_does(tmp_path, soffice):
     ex = get_example("two_filters")
     path = write_plan(plan_workbook(ex.model, ex.raw, ex.scale, ex.title, ex.labels), tmp_path / "book.xlsx")
-    same_as_openpyxl(recalc.recalculate(path, tmp_path / "recalc"))
+    recalculated = recalc.recalculate(path, tmp_path / "recalc")
+    values, formulas = same_as_openpyxl(recalculated)
+    # verify reads the Weights sheet of LibreOffice's copy with calamine: the same numbers, and no formulas entry
+    fast, fast_formulas = recalc.read_cells(recalculated, values_only=["Weights"])
+    assert isinstance(fast["Weights"], recalc.RowCells), "calamine was not used"
+    assert fast == values and len(fast["Weights"]) == len(values["Weights"]) > 20
+    assert set(fast_formulas) == set(formulas) - {"Weights"} and fast_formulas["Sample 1"] == formulas["Sample 1"]
+
+
+# ---------------------------------------------------------------- values only: python-calamine, and when expat reads instead
+
+CELLS = '<row r="1"><c r="A1" t="inlineStr"><is><t>w</t></is></c><c r="B1"><v>0.5</v></c></row><row r="2"><c r="B2"><v>-2</v></c></row>'
+
+
+def plain_sheet(cells=CELLS, dimension='<dimension ref="A1:B2"/>'):
+    """A worksheet as LibreOffice writes one: a <dimension>, and every cell with its own address."""
+    return f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{dimension}<sheetData>{cells}</sheetData></worksheet>'
+
+
+def read_values_only(path):
+    return recalc.read_cells(path, values_only=["S"])
+
+
+def test_a_plain_sheet_is_read_by_calamine(tmp_path):
+    values, formulas = read_values_only(hand_made_xlsx(tmp_path / "plain.xlsx", plain_sheet()))
+    cells = values["S"]
+    assert isinstance(cells, recalc.RowCells) and formulas == {}
+    assert dict(cells) == {(0, 0): "w", (0, 1): 0.5, (1, 1): -2.0} == recalc.read_cells(tmp_path / "plain.xlsx")[0]["S"]
+    assert len(cells) == 3 and (1, 0) not in cells and cells.get((5, 9)) is None
+    assert cells.row(1, [0, 1, 7]) == [None, -2.0, None] and cells.row(9, [1]) == [None] and recalc.row_of(cells, 0, [1]) == [0.5]
+
+
+@pytest.mark.parametrize("why, sheet", [
+    ("a cell past the dimension", plain_sheet(CELLS + '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>')),
+    ("a cell past the last column", plain_sheet(CELLS.replace('r="B2"', 'r="C2"'))),
+    ("a cell past the last row", plain_sheet(CELLS.replace('r="B2"', 'r="B3"'))),
+    ("a cell without an address", plain_sheet(CELLS + '<row r="9"><c><v>1</v></c></row>')),
+    ("an address after another attribute", plain_sheet(CELLS.replace('<c r="B2">', '<c s="0" r="B2">'))),
+    ("a row 0", plain_sheet(CELLS.replace('r="B2"', 'r="B0"'))),
+    ("a lower-case address", plain_sheet(CELLS.replace('r="B2"', 'r="b2"'))),
+    ("a cell with a namespace prefix", plain_sheet(CELLS.replace("</row>", '<x:c r="A9"><x:v>1</x:v></x:c></row>', 1))),
+    ("an error value", plain_sheet(CELLS.replace('<c r="B2"><v>-2</v>', '<c r="B2" t="e"><v>#DIV/0!</v>'))),
+    ("no dimension", plain_sheet(dimension="")),
+    ("a dimension of too many cells", plain_sheet(CELLS + '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>', '<dimension ref="A1:XFD1048576"/>')),
+])
+def test_expat_reads_a_sheet_calamine_could_lay_out_too_large_or_read_otherwise(why, sheet, tmp_path):
+    path = hand_made_xlsx(tmp_path / "odd.xlsx", sheet)
+    values, formulas = read_values_only(path)
+    assert not isinstance(values["S"], recalc.RowCells), why
+    assert values == recalc.read_cells(path)[0] and formulas == {}
+
+
+def test_a_number_under_a_date_format_stays_a_number_and_no_calamine_stays_expat(tmp_path, monkeypatch):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    ws["A1"], ws["B2"] = 45000, 0.25
+    ws["A1"].number_format = "yyyy-mm-dd"  # calamine would give a date
+    wb.save(tmp_path / "date.xlsx")
+    values, _ = read_values_only(tmp_path / "date.xlsx")
+    assert values["S"] == {(0, 0): 45000, (1, 1): 0.25} and not isinstance(values["S"], recalc.RowCells)
+    ws["A1"] = 0.5
+    ws["A1"].number_format = "General"
+    wb.save(tmp_path / "plain.xlsx")
+    assert isinstance(read_values_only(tmp_path / "plain.xlsx")[0]["S"], recalc.RowCells)
+    monkeypatch.setitem(sys.modules, "python_calamine", None)  # not installed: expat reads every sheet
+    assert read_values_only(tmp_path / "plain.xlsx")[0]["S"] == {(0, 0): 0.5, (1, 1): 0.25}
+
+
+def test_past_finds_exactly_the_columns_and_rows_after_the_last():
+    import re
+
+    from cnncalc.sheets.cells import col_letters
+
+    for last in ["A", "B", "Z", "AZ", "ALM", "ZZ", "XFD"]:
+        after = re.compile(b"(?:" + recalc._past(last, "A-Z") + b")$")
+        assert [c for c in range(16384) if bool(after.match(col_letters(c).encode())) != (c > recalc._col_number(last))] == [], last
+    for last in ["1", "9", "10", "2754", "99", "1048576"]:
+        after = re.compile(b"(?:" + recalc._past(last, "0-9") + b")$")
+        assert [n for n in range(1, 1_100_000, 7) if bool(after.match(str(n).encode())) != (n > int(last))] == [], last
+
+
+@pytest.mark.parametrize("name, plan", list(plans()), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_sheets_verify_reads_for_values_only_hold_no_formula(name, plan):
+    from cnncalc.recalc.verify import GIVENS_ONLY
+
+    for sheet in GIVENS_ONLY:
+        assert all(cell.formula is None for _, row in plan.sheet(sheet).rows() for _, cell in row), sheet
 
 
 # ---------------------------------------------------------------- the chapter's MNIST CNN, end to end

@@ -8,13 +8,17 @@ ours. Addresses are 0-based (row, col), like XlsxWriter.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 from functools import lru_cache
+from collections.abc import Mapping
+from itertools import chain, repeat
 from pathlib import Path
 
+import numpy as np
 from openpyxl import load_workbook
 from openpyxl.worksheet.formula import ArrayFormula
 
@@ -402,48 +406,170 @@ def _sheet_cells(stream, strings, values, formulas, name, limit):
         raise CnncalcError(f"sheet {name!r} is not readable XML. Expected a worksheet. Received an error: {exc}") from None
 
 
-def read_cells(path, sheets=None, progress=None):
+def read_cells(path, sheets=None, progress=None, shown_as=None, values_only=()):
     """Values and formulas of every non-empty cell in one pass: ({sheet: {(row, col): value}}, {sheet: {(row, col): '=...'}}).
 
     The same as read_values and read_formulas (0-based addresses, ints and floats as openpyxl reads them),
     except that a number under a date format stays a number. `progress`, if given, is called with each
-    sheet's name as it starts.
+    sheet's name as it starts. `shown_as` names the file in messages (e.g. "LibreOffice's recalculated copy of
+    'book.xlsx'"), so an error about a temporary copy names the user's file.
+
+    The sheets named in `values_only` have no formulas entry, and python-calamine reads them (several times faster)
+    where _calamine_can_read finds that it reads them as expat does; their whole numbers then come as floats.
     """
     import zipfile
 
     path = Path(path)
+    where = shown_as or repr(str(path))
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
-        raise CnncalcError(f"expected a readable .xlsx workbook; could not open {str(path)!r}: {exc}") from None
+        raise CnncalcError(f"expected a readable .xlsx workbook; could not open {where}: {exc}") from None
     with zf:
         from cnncalc.guards import MAX_XLSX_BYTES, MAX_XLSX_MEMBER_BYTES, check_zip
 
-        check_zip(zf, str(path), MAX_XLSX_MEMBER_BYTES, MAX_XLSX_BYTES)  # sizes claimed by a zip bomb are refused unread
+        check_zip(zf, shown_as or str(path), MAX_XLSX_MEMBER_BYTES, MAX_XLSX_BYTES)  # sizes claimed by a zip bomb are refused unread
         try:
             paths = _sheet_paths(zf)
             strings = _shared_strings(zf)
         except (KeyError, ValueError, SyntaxError) as exc:  # a zip that is not a workbook, or broken XML
-            raise CnncalcError(f"expected a readable .xlsx workbook; could not open {str(path)!r}: {exc}") from None
+            raise CnncalcError(f"expected a readable .xlsx workbook; could not open {where}: {exc}") from None
         known = [name for name, _ in paths]
         names = known if sheets is None else list(sheets)
         missing = [name for name in names if name not in known]
         if missing:
-            raise CnncalcError(f"expected sheets of {path.name} ({', '.join(known)}); got unknown {', '.join(missing)}")
+            raise CnncalcError(f"expected sheets of {shown_as or path.name} ({', '.join(known)}); got unknown {', '.join(missing)}")
         values, formulas, budget = {}, {}, MAX_CELLS_READ
         for name, member in paths:
             if name not in names:
                 continue
             if progress:
                 progress(name)
-            values[name], formulas[name] = {}, {}
+            if name in values_only:
+                values[name] = _calamine_values(path, zf, member, name, budget)
+                if values[name] is not None:
+                    budget -= len(values[name])
+                    continue
+            values[name], cell_formulas = {}, {}
+            if name not in values_only:
+                formulas[name] = cell_formulas
             try:
                 with zf.open(member) as stream:
-                    _sheet_cells(stream, strings, values[name], formulas[name], name, budget)
+                    _sheet_cells(stream, strings, values[name], cell_formulas, name, budget)
             except CnncalcError:
                 raise
             except Exception as exc:  # a damaged zip member, a cell that is not what its type says, a missing part
                 detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-                raise CnncalcError(f"expected a readable .xlsx workbook; could not read sheet {name!r} of {str(path)!r}: {detail}") from None
+                raise CnncalcError(f"expected a readable .xlsx workbook; could not read sheet {name!r} of {where}: {detail}") from None
             budget -= len(values[name])
         return values, formulas
+
+
+_DIMENSION = re.compile(rb'<dimension ref="(?:[A-Z]{1,3}[0-9]{1,7}:)?([A-Z]{1,3})([0-9]{1,7})"')  # its last cell
+_PREFIXED_CELL = re.compile(rb':c[\s>/]')  # a cell element with a namespace prefix (x:c): calamine reads it too
+
+
+def _past(last, alphabet):
+    """A regex (bytes) for a column's letters or a row's digits that come after `last` ('AB', '2754') in A1 order."""
+    longer = f"[{alphabet}]{{{len(last) + 1},}}"
+    same = [f"{last[:i]}[{chr(ord(ch) + 1)}-{alphabet[-1]}][{alphabet}]{{{len(last) - i - 1}}}" for i, ch in enumerate(last) if ch != alphabet[-1]]
+    return "|".join([longer] + same).encode()
+
+
+def _calamine_can_read(stream):
+    """(rows, cols) of the sheet as calamine would lay it out densely, or None when expat must read it: one pass over
+    the XML in blocks, with no Python per cell. None when there is no <dimension>, or a cell lies past it, has no
+    plain address of its own (calamine would place it after the last one), or holds an error value (calamine drops
+    "#DIV/0!"): so calamine never lays out a larger rectangle than the one the sheet claims."""
+    head = stream.read(1 << 16)
+    found = _DIMENSION.search(head)
+    if found is None:
+        return None
+    letters, digits = found[1].decode(), found[2].decode()
+    # a cell whose first attribute is not a plain address within the dimension (the letters, then the digits, checked whole)
+    strange_cell = re.compile(rb'<c(?! r="(?!' + _past(letters, "A-Z") + rb')[A-Z]{1,3}(?!' + _past(digits, "0-9") + rb')[1-9][0-9]{0,6}")[\s>/]')
+    text = head
+    while True:
+        block = stream.read(1 << 20)
+        end = max(text.rfind(b"<"), 0) if block else len(text)  # up to the last tag begun: no tag is cut in two
+        if strange_cell.search(text, 0, end) or _PREFIXED_CELL.search(text, 0, end) or b't="e"' in text:
+            return None
+        if not block:
+            return int(digits), _col_number(letters) + 1
+        text = text[end:] + block
+
+
+def _calamine_values(path, zf, member, name, limit):
+    """{(row, col): value} of one sheet read by python-calamine (Rust, several times faster), or None to read it with
+    expat instead: when calamine is not installed or cannot read the sheet, when _calamine_can_read says no or the
+    rectangle has more than `limit` cells, and when a cell comes out otherwise than expat reads it (a number under a
+    date format comes out as a date)."""
+    try:
+        from python_calamine import CalamineWorkbook
+    except ImportError:
+        return None
+    with zf.open(member) as stream:  # already size-checked by check_zip
+        extent = _calamine_can_read(stream)
+    if extent is None or extent[0] * extent[1] > limit:
+        return None
+    try:
+        with CalamineWorkbook.from_path(str(path)) as wb:
+            sheet = wb.get_sheet_by_name(name)
+            cells = RowCells(list(sheet.iter_rows()), *(sheet.start or (0, 0)))
+    except Exception:  # calamine's own errors (XmlError, ZipError, ...): expat reads the sheet and says what is wrong
+        return None
+    if not set(chain.from_iterable(map(type, row) for row in cells.rows)) <= {float, int, str, bool}:  # a date, a time, a duration
+        return None
+    return cells
+
+
+def row_of(cells, r, cols):
+    """[the value of cell (r, col) or None, for col in cols] of one sheet's cells as read_cells returns them."""
+    return cells.row(r, cols) if isinstance(cells, RowCells) else list(map(cells.get, zip(repeat(r), cols)))
+
+
+class RowCells(Mapping):
+    """{(row, col): value} of a sheet kept as calamine's rows, "" for an empty cell (which the mapping leaves out, as
+    expat does): a million cells without a dict entry each. row(r, cols) reads many cells of one row at once."""
+
+    def __init__(self, rows, top, left):
+        self.rows, self.top, self.left = rows, top, left
+        self.count = sum(len(row) - row.count("") for row in rows)
+
+    def row(self, r, cols):
+        """[the value of (r, col) or None, for col in cols]."""
+        row = self.rows[r - self.top] if 0 <= r - self.top < len(self.rows) else []
+        at = [c - self.left for c in cols]
+        if at and 0 <= min(at) and max(at) < len(row):
+            values = list(map(row.__getitem__, at))
+        else:
+            values = [row[i] if 0 <= i < len(row) else "" for i in at]
+        return [None if v == "" else v for v in values] if "" in values else values
+
+    def numbers(self, rows, cols):
+        """The float array of the cells at (rows, cols) (two int arrays of one shape, absolute), made from the rectangle
+        they span in one conversion, when every cell of that rectangle holds a number (not text, not a bool, not
+        empty); else None (and row() must say which cell is not a number)."""
+        r0, r1, c0, c1 = rows.min() - self.top, rows.max() - self.top, cols.min() - self.left, cols.max() - self.left
+        if r0 < 0 or c0 < 0 or r1 >= len(self.rows):
+            return None
+        rect = [row[c0:c1 + 1] for row in self.rows[r0:r1 + 1]]
+        if any(len(row) != c1 - c0 + 1 for row in rect) or not set(map(type, chain.from_iterable(rect))) <= {float, int}:
+            return None
+        try:
+            grid = np.array(rect, dtype=np.float64)
+        except OverflowError:  # an int too big for a float
+            return None
+        return grid[rows - self.top - r0, cols - self.left - c0]
+
+    def __getitem__(self, rc):
+        value = self.row(rc[0], [rc[1]])[0]
+        if value is None:
+            raise KeyError(rc)
+        return value
+
+    def __iter__(self):
+        return ((r, c) for r, row in enumerate(self.rows, self.top) for c, v in enumerate(row, self.left) if v != "")
+
+    def __len__(self):
+        return self.count

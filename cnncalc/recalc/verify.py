@@ -12,14 +12,15 @@ import numpy as np
 from cnncalc import guards
 from cnncalc.recalc import libreoffice as recalc
 from cnncalc.sheets.cells import a1, sheet_prefix
-from cnncalc.errors import CnncalcError
-from cnncalc.files import atomic_output, check_output
+from cnncalc.errors import CnncalcError, quoted, shown
+from cnncalc.files import atomic_output, check_input, check_output
 from cnncalc.inputs import MAX_SAMPLES
 from cnncalc.kerasfiles.loader import skeleton
-from cnncalc.sheets.workbook import FORMAT_VERSION, META_SHEET, plan_workbook
+from cnncalc.sheets.workbook import META_SHEET, STEPS_SHEET, WEIGHTS_SHEET, plan_workbook, read_layout
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-12  # for values that cancel to about zero, where a relative test means nothing
+GIVENS_ONLY = (WEIGHTS_SHEET,)  # sheets without formula cells: read for their values only (a million weights), not compared
 
 
 @dataclass
@@ -55,13 +56,12 @@ class Report:
 
 
 def read_meta(path):
-    """(architecture dict, scale text, sample count) from the hidden sheet cnncalc writes."""
+    """(architecture dict, scale text, sample count, maps across) from the hidden sheet cnncalc writes."""
     values = recalc.read_values(path, sheets=[META_SHEET]) if META_SHEET in sheet_names(path) else None
     if not values:
         raise CnncalcError(f"{path} is not a cnncalc workbook. Expected a sheet named {META_SHEET!r} (written by cnncalc). Received a workbook without it")
     meta = values[META_SHEET]
-    if meta.get((0, 0)) != "cnncalc workbook" or meta.get((0, 1)) != FORMAT_VERSION:
-        raise CnncalcError(f"{path}: unknown cnncalc workbook format. Expected format {FORMAT_VERSION}. Received {_short(meta.get((0, 1)))}")
+    maps_across = read_layout(meta, path)  # format 1 or 2; refuses any other
     chunks, c = [], 1
     while (3, c) in meta:  # the JSON is split over cells: one cell holds at most 32,767 characters
         chunks.append(str(meta[(3, c)]))
@@ -82,7 +82,31 @@ def read_meta(path):
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SAMPLES:
         raise CnncalcError(f"{path}: the {META_SHEET} sheet is damaged. Expected the number of samples (1 to {MAX_SAMPLES:,}) "
                            f"at {META_SHEET}!B3. Received {_short(n)}")
-    return arch, str(meta.get((1, 1), "1")), n
+    return arch, str(meta.get((1, 1), "1")), n, maps_across
+
+
+def refuse_exercise(path):
+    """A practice workbook or a graded copy has empty (or a student's) answer cells: verify would report every one
+    as a difference, so it is refused with a pointer to `cnncalc check` (export refuses them too: not a model)."""
+    kind = workbook_kind(path)
+    if kind in ("practice", "graded"):
+        made = "cnncalc practice" if kind == "practice" else "cnncalc check --graded"
+        raise CnncalcError(f"{quoted(path)} is a {'graded ' if kind == 'graded' else ''}practice workbook ({made}): its answer cells "
+                           "are a student's to fill. Expected a worked example made by cnncalc build or cnncalc example. "
+                           f"Received an exercise: grade it with `cnncalc check {shown(path)}`")
+
+
+GRADE_SHEET = "Grade"  # the sheet `cnncalc check --graded` puts in front of a graded copy
+
+
+def workbook_kind(path):
+    """'practice', 'graded' or 'prediction', from the workbook's sheets and its _cnncalc sheet's practice rows."""
+    from cnncalc.classroom.practice import META_ROW
+
+    meta, _ = recalc.read_cells(path, [META_SHEET])
+    if meta[META_SHEET].get((META_ROW, 0)) != "practice":
+        return "prediction"
+    return "graded" if GRADE_SHEET in sheet_names(path) else "practice"
 
 
 def sheet_names(path):
@@ -90,12 +114,13 @@ def sheet_names(path):
     import openpyxl
     import zipfile
 
+    check_input(path, "an .xlsx workbook written by cnncalc")  # a pipe or a device is refused, never opened
     try:
         with zipfile.ZipFile(path) as zf:
             guards.check_zip(zf, str(path), guards.MAX_XLSX_MEMBER_BYTES, guards.MAX_XLSX_BYTES)
     except (OSError, zipfile.BadZipFile, ValueError) as e:
-        raise CnncalcError(f"Cannot open {path}. Expected an .xlsx workbook (a zip archive). "
-                           f"Received a file that is not one ({type(e).__name__}: {_short(str(e))})") from None
+        raise CnncalcError(f"Cannot open {quoted(path)}. Expected an .xlsx workbook (a zip archive). "
+                           f"Received a file that is not a zip archive ({_short(str(e))})") from None
     try:
         wb = openpyxl.load_workbook(path, read_only=True)
     except Exception as e:  # openpyxl raises many kinds for a file that is not an xlsx
@@ -129,7 +154,7 @@ def check_arch(path, arch, n):
     return model, params
 
 
-def read_back(path, values, arch, scale, n):
+def read_back(path, values, arch, scale, n, maps_across):
     """The model and raw inputs as the workbook's own weight and input cells hold them now.
 
     The architecture comes from the file, so it is checked like a model file's config: known layers,
@@ -143,27 +168,124 @@ def read_back(path, values, arch, scale, n):
                            f"{given:,} numbers in all. Expected a workbook holding them. Received a workbook of {present:,} cells")
     for layer, shape in zip(model.layers, model.shapes):
         layer.set_weights([np.zeros(s) for s in layer.weight_shapes(shape).values()], shape)
-    layout = plan_workbook(model, np.zeros((n, *model.input_shape)), scale, steps=False)
+    layout = plan_workbook(model, np.zeros((n, *model.input_shape)), scale, steps=False, maps_across=maps_across)
     for layer, shape in zip(model.layers, model.shapes):
-        arrays = []
-        for wname in layer.weights:
-            p = layout.weights[(layer.name, wname)]
-            arr = np.zeros(p.shape)
-            for idx in p.indices():
-                arr[idx] = _number(values, p.sheet, p.pos(idx), f"Weight {layer.name}/{wname}{list(idx)}")
-            arrays.append(arr)
+        arrays = [read_tensor(values, layout.weights[(layer.name, wname)], lambda idx: f"Weight {layer.name}/{wname}{list(idx)}")
+                  for wname in layer.weights]
         layer.set_weights(arrays, shape)
     raw = np.zeros((n, *model.input_shape))
     for s, p in enumerate(layout.inputs):
-        for idx in p.indices():
-            raw[(s, *idx)] = _number(values, p.sheet, p.pos(idx), f"Input {list(idx)} of {p.sheet}")
+        raw[s] = read_tensor(values, p, lambda idx: f"Input {list(idx)} of {p.sheet}")
     return model, raw
+
+
+def read_tensor(values, p, what):
+    """The tensor at placement p as the cells hold it, a row of cells at a time (a Dense kernel has a million); a cell
+    that holds no finite number is refused as _number refuses it, named by what(idx)."""
+    cells = values.get(p.sheet, {})
+    if isinstance(cells, recalc.RowCells):  # a Weights sheet read by calamine: the whole tensor in one conversion
+        arr = cells.numbers(*p.positions())
+        if arr is not None and np.isfinite(arr).all():
+            return arr
+    arr = np.zeros(p.shape)
+    order = np.arange(arr.size).reshape(p.shape)  # laid out by row_values: which element each cell of a row holds
+    for r in range(p.extent[0]):
+        pairs = p.row_indices(r)
+        if not pairs:  # a blank row between two filters
+            continue
+        row = recalc.row_of(cells, p.top + r, [col for col, _ in pairs])
+        try:
+            numbers = np.array(row, dtype=float) if set(map(type, row)) <= {float, int} else None  # not a bool, not text
+        except OverflowError:  # an int too big for a float
+            numbers = None
+        if numbers is None or not np.isfinite(numbers).all():
+            numbers = [_number(values, p.sheet, (p.top + r, col), what(idx)) for col, idx in pairs]
+        arr.flat[p.row_values(order, r)] = numbers
+    return arr
+
+
+def rebuild_plan(path, values, arch, scale, n, maps_across):
+    """The workbook's plan as its given cells hold them now: a training workbook's (`cnncalc train`, rebuilt by
+    sheets/training.py from its initial weights, data and hyperparameters), else a prediction workbook's."""
+    from cnncalc.sheets import training
+
+    settings = training.read_settings(values.get(META_SHEET, {}), path)
+    if settings is not None:
+        model, _ = check_arch(path, arch, n)
+        job = training.read_back_training(path, values, model, scale if scale != "1" else None, n, maps_across, settings)
+        return training.plan_training(job, maps_across)
+    model, raw = read_back(path, values, arch, scale, n, maps_across)
+    return plan_workbook(model, raw, scale, steps=False, maps_across=maps_across)  # the Steps sheet holds text, not formulas
+
+
+def formula_values(sheet):
+    """(rows, cols, the engine's values) of every formula cell of a planned sheet, in row-major order.
+
+    A sheet whose panels all know their given cells (Panel.constants: a prediction's sample sheet, where every
+    formula belongs to a panel) gives them from the panels' values and placements, without making any formula's
+    text; any other sheet is walked cell by cell, as the writer makes it."""
+    panels = getattr(sheet, "panels", None)
+    if panels and all(p.formula is None or p.constants is not None for p in panels):
+        parts = []
+        for p in panels:
+            if p.formula is None:
+                continue
+            rows, cols = p.placement.positions()
+            values = np.asarray(p.values, dtype=np.float64)
+            if p.step == "class":  # the writer writes int(value): the same as float for any index
+                values = values.astype(np.int64).astype(np.float64)
+            keep = np.ones(p.placement.shape, dtype=bool) if p.constants is False else ~np.asarray(p.constants, dtype=bool)
+            parts.append((rows[keep], cols[keep], values[keep]))
+        if not parts:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        rows, cols, values = (np.concatenate(part) for part in zip(*parts))
+        order = np.lexsort((cols, rows))
+        return rows[order], cols[order], values[order]
+    cells = [(r, c, float(cell.value)) for r, row in sheet.rows() for c, cell in row if cell.formula is not None]
+    return (np.array([t[0] for t in cells], dtype=int), np.array([t[1] for t in cells], dtype=int),
+            np.array([t[2] for t in cells], dtype=np.float64))
+
+
+def compare(report, sheets, values, formulas, rel_tol=REL_TOL, abs_tol=ABS_TOL):
+    """Compare every formula cell of the planned `sheets` with LibreOffice's `values`; a cell without a `formulas` entry
+    holds a constant. Fills the report's counts, failures, not_formulas (sheet by sheet, row-major) and its five largest
+    differences; the address text of a cell is made only for a Difference the report keeps."""
+    import heapq
+
+    everyone = []  # (-abs diff, order, sheet's position, row, col, engine's value, LibreOffice's): for the largest five
+    for n, sheet in enumerate(sheets):
+        got_sheet, formula_sheet = values.get(sheet.name, {}), formulas.get(sheet.name, {})
+        rows, cols, expected = formula_values(sheet)
+        for r, c, e in zip(rows.tolist(), cols.tolist(), expected.tolist()):
+            got = got_sheet.get((r, c))
+            if isinstance(got, bool) or not isinstance(got, (int, float)):
+                ok, diff = False, Difference("", e, got).abs_diff
+            else:
+                ok, diff = math.isclose(got, e, rel_tol=rel_tol, abs_tol=abs_tol), abs(float(got) - e)
+            formula = formula_sheet.get((r, c))
+            if formula is None or not ok:
+                d = Difference(sheet_prefix(sheet.name, None) + a1(r, c), e, got, formula)
+                if formula is None:
+                    report.not_formulas.append(d)
+                if not ok:
+                    report.failures.append(d)
+            if ok:
+                report.max_abs_diff = max(report.max_abs_diff, diff)
+                if e:
+                    report.max_rel_diff = max(report.max_rel_diff, diff / abs(e))
+            everyone.append((-diff, len(everyone), n, r, c, e, got))
+        if len(rows):
+            report.per_sheet[sheet.name] = len(rows)
+        report.checked += len(rows)
+    report.worst = [Difference(sheet_prefix(sheets[n].name, None) + a1(r, c), e, got, formulas.get(sheets[n].name, {}).get((r, c)))
+                    for _, _, n, r, c, e, got in heapq.nsmallest(5, everyone, key=lambda t: t[:2])]
+    return report
 
 
 def verify(path, rel_tol=REL_TOL, abs_tol=ABS_TOL, keep=None, timeout=900, quiet=False):
     """Recalculate `path` in LibreOffice and compare every formula cell with the engine. Returns a Report.
 
-    report.seconds holds each step's time: recalculate (LibreOffice), read (its values and formulas, in one pass),
+    report.seconds holds each step's time: recalculate (LibreOffice), read (its values and formulas, the Weights sheet's values only),
     plan (the model and workbook rebuilt from the file's weight and input cells), compare, and the total.
     A job longer than a second shows a progress bar when stderr is a terminal, unless `quiet`.
     """
@@ -181,7 +303,8 @@ def verify(path, rel_tol=REL_TOL, abs_tol=ABS_TOL, keep=None, timeout=900, quiet
     with Progress(f"verify {path}: recalculating in LibreOffice", quiet=quiet) as bar:
         if keep:
             check_output(keep)  # before LibreOffice runs: an existing file is never overwritten
-        arch, scale, n = read_meta(path)
+        arch, scale, n, maps_across = read_meta(path)
+        refuse_exercise(path)
         check_arch(path, arch, n)
         with bar.ticking():  # LibreOffice says nothing while it works: the bar shows the time
             recalculated = recalc.recalculate(path, timeout=timeout)
@@ -189,7 +312,10 @@ def verify(path, rel_tol=REL_TOL, abs_tol=ABS_TOL, keep=None, timeout=900, quiet
             lap("recalculate")
             # Formulas come from LibreOffice's copy too: it keeps every formula of the file, and a cell that
             # holds a constant in the file holds one there.
-            values, formulas = recalc.read_cells(recalculated, progress=lambda sheet: bar.stage(f"verify {path}: reading {sheet}"))
+            sheets = [name for name in sheet_names(path) if name != STEPS_SHEET]  # text for the reader: never read back
+            values, formulas = recalc.read_cells(recalculated, sheets, progress=lambda sheet: bar.stage(f"verify {path}: reading {sheet}"),
+                                                 values_only=GIVENS_ONLY,
+                                                 shown_as=f"LibreOffice's recalculated copy of {quoted(path)}")
             lap("read")
             if keep:
                 with atomic_output(keep) as tmp:
@@ -197,58 +323,37 @@ def verify(path, rel_tol=REL_TOL, abs_tol=ABS_TOL, keep=None, timeout=900, quiet
         finally:
             shutil.rmtree(recalculated.parent, ignore_errors=True)
         bar.stage(f"verify {path}: rebuilding the model and its workbook")
-        model, raw = read_back(path, values, arch, scale, n)
-        plan = plan_workbook(model, raw, scale, steps=False)  # the Steps sheet holds text, not formulas
+        plan = rebuild_plan(path, values, arch, scale, n, maps_across)
         lap("plan")
-        bar.stage(f"verify {path}: comparing", total=sum(sheet.extent[0] for sheet in plan.sheets))
-        diffs = []
-        for sheet in plan.sheets:
-            got_sheet, formula_sheet = values.get(sheet.name, {}), formulas.get(sheet.name, {})
-            count = 0
-            for r, row in sheet.rows():
-                bar.advance()
-                for c, cell in row:
-                    if cell.formula is None:
-                        continue
-                    count += 1
-                    got = got_sheet.get((r, c))
-                    d = Difference(sheet_prefix(sheet.name, None) + a1(r, c), float(cell.value), got, formula_sheet.get((r, c)))
-                    if d.formula is None:
-                        report.not_formulas.append(d)
-                    if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isclose(got, d.expected, rel_tol=rel_tol, abs_tol=abs_tol):
-                        report.failures.append(d)
-                    else:
-                        report.max_abs_diff = max(report.max_abs_diff, d.abs_diff)
-                        if d.expected:
-                            report.max_rel_diff = max(report.max_rel_diff, d.abs_diff / abs(d.expected))
-                    diffs.append(d)
-            if count:
-                report.per_sheet[sheet.name] = count
-            report.checked += count
-        diffs.sort(key=lambda d: -d.abs_diff)
-        report.worst = diffs[:5]
+        compared = [sheet for sheet in plan.sheets if sheet.name not in GIVENS_ONLY]  # a million weights: no formula to see
+        bar.stage(f"verify {path}: comparing", total=len(compared))
+        compare(report, compared, values, formulas, rel_tol, abs_tol)
+        bar.advance(len(compared))
         lap("compare")
     report.seconds["total"] = time.perf_counter() - t0
     return report
 
 
 def format_report(report):
-    """The verify table a person reads."""
+    """The verify table a person reads (text from the file, such as a formula, with its control characters escaped)."""
     from tabulate import tabulate
 
-    lines = [f"verified {report.path}: {report.checked} formula cells recalculated by LibreOffice and compared with the engine"]
+    from cnncalc.errors import shown as safe
+
+    lines = [f"verified {safe(report.path)}: {report.checked} formula cells recalculated by LibreOffice and compared with the engine"]
     lines.append(tabulate(sorted(report.per_sheet.items()), headers=["sheet", "formula cells"]))
     lines.append(f"max abs difference {report.max_abs_diff:.3g}, max rel difference {report.max_rel_diff:.3g} "
                  f"(tolerance {REL_TOL:g} relative, {ABS_TOL:g} absolute)")
     shown = report.failures[:10] or report.worst
 
     def fmt(v):
-        return f"{v:.15g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+        return f"{v:.15g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else safe(repr(v), 80)
 
     if shown:
         title = "cells that differ" if report.failures else "largest differences"
         lines.append(title + ":")
-        lines.append(tabulate([(d.address, fmt(d.expected), fmt(d.got), f"{d.abs_diff:.3g}", d.formula or "(not a formula)") for d in shown],
+        lines.append(tabulate([(d.address, fmt(d.expected), fmt(d.got), f"{d.abs_diff:.3g}", safe(d.formula, 80) if d.formula else "(not a formula)")
+                               for d in shown],
                               headers=["cell", "engine", "LibreOffice", "abs diff", "formula in the file"], disable_numparse=True))
     if report.not_formulas:
         lines.append(f"{len(report.not_formulas)} cell(s) should hold a live formula but hold a constant, e.g. {report.not_formulas[0].address}")

@@ -6,8 +6,9 @@ on demand, row by row, so a workbook with millions of cells never has to sit in 
 """
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from itertools import product
+from functools import lru_cache, partial
+from itertools import product, repeat
+import math
 import re
 from typing import NamedTuple
 
@@ -150,6 +151,8 @@ class SheetPlan:
     protect: bool = False  # locked cells read-only (no password); unlocked styles stay editable
     outlines: list = field(default_factory=list)  # (r0, c0, r1, c1): a thick frame around these cells
     charts: list = field(default_factory=list)  # dicts: title, values and categories (r0, c0, r1, c1), anchor (row, col)
+    print_titles: tuple | None = None  # (first, last) rows printed atop every page; None: the frozen rows, if any
+    row_heights: dict = field(default_factory=dict)  # row -> height in points, e.g. a row of wrapped text
 
     def add(self, block):
         if block.bottom > MAX_ROWS or block.right > MAX_COLS:
@@ -230,7 +233,10 @@ class Placement:
     """Where each element of a tensor sits on a sheet.
 
     Layouts (shape -> cells):
-      "grid"   (H, W, C): one H x W grid per channel, side by side, one blank column between them
+      "grid"   (H, W, C): one H x W map per channel, `across` maps side by side with one blank column between
+               them, then the next row of maps below, two rows down (a blank row, then the maps' headers);
+               across=None puts every map in one row. (H, W) is one map; (H, W, C1, C2, ...) has C1 x C2 x ...
+               maps, in row-major order.
       "column" (D,):      D cells going down
       "row"    (D,):      D cells going right
       "matrix" (R, K):    R rows x K columns
@@ -238,21 +244,44 @@ class Placement:
     """
 
     GAP = 1
+    MAP_ROW_GAP = 2  # rows between two rows of maps: a blank one, then the headers of the maps below
 
-    def __init__(self, sheet, top, left, shape, layout):
+    def __init__(self, sheet, top, left, shape, layout, across=None):
         self.sheet, self.top, self.left, self.shape, self.layout = sheet, top, left, tuple(shape), layout
-        expected = {"grid": 3, "column": 1, "row": 1, "matrix": 2, "kernel": 4}
-        if layout not in expected:
+        expected = {"column": 1, "row": 1, "matrix": 2, "kernel": 4}
+        if layout != "grid" and layout not in expected:
             raise ValueError(f"unknown layout {layout!r}")
-        if len(self.shape) != expected[layout]:
-            raise ValueError(f"layout {layout!r} needs a {expected[layout]}-d shape, got {self.shape}")
+        if layout == "grid" and len(self.shape) < 2 or layout in expected and len(self.shape) != expected[layout]:
+            raise ValueError(f"layout {layout!r} needs a {expected.get(layout, '2-d or more')}-d shape, got {self.shape}")
+        if across is not None and (not isinstance(across, int) or across < 1):
+            raise ValueError(f"maps across must be a positive int or None, got {across!r}")
+        if layout == "grid":
+            self.maps = math.prod(self.shape[2:])  # 1 for (H, W)
+            self.across = self.maps if across is None else min(across, self.maps)
+            self.map_rows = -(-self.maps // self.across)
+            self.pitch = (self.shape[0] + self.MAP_ROW_GAP, self.shape[1] + self.GAP)  # from one map to the next
+
+    def map_of(self, idx):
+        """The number of the map (channel) that element idx of a grid lies in, row-major over the axes after (H, W)."""
+        n = len(idx)
+        return idx[2] if n == 3 else 0 if n == 2 else int(np.ravel_multi_index(idx[2:], self.shape[2:]))
+
+    def map_index(self, k):
+        """The axes after (H, W) of map k: (k,) for (H, W, C), () for (H, W)."""
+        n = len(self.shape)
+        return (k,) if n == 3 else () if n == 2 else tuple(int(i) for i in np.unravel_index(k, self.shape[2:]))
+
+    def map_origin(self, k):
+        """Absolute (row, col) of the top-left cell of map k."""
+        mr, mc = divmod(k, self.across)
+        return self.top + mr * self.pitch[0], self.left + mc * self.pitch[1]
 
     @property
     def extent(self):
         """(height, width) of the cells the tensor covers."""
         s, g = self.shape, self.GAP
         if self.layout == "grid":
-            return s[0], s[2] * (s[1] + g) - g
+            return self.map_rows * self.pitch[0] - self.MAP_ROW_GAP, self.across * self.pitch[1] - g
         elif self.layout == "column":
             return s[0], 1
         elif self.layout == "row":
@@ -266,9 +295,9 @@ class Placement:
     def pos(self, idx):
         """Absolute (row, col) of element idx (a tuple)."""
         s, g = self.shape, self.GAP
-        if self.layout == "grid":
-            i, j, c = idx
-            return self.top + i, self.left + c * (s[1] + g) + j
+        if self.layout == "grid":  # the hot path of every conv formula: kept to plain arithmetic
+            mr, mc = divmod(idx[2] if len(idx) == 3 else self.map_of(idx), self.across)
+            return self.top + mr * self.pitch[0] + idx[0], self.left + mc * self.pitch[1] + idx[1]
         elif self.layout == "column":
             return self.top + idx[0], self.left
         elif self.layout == "row":
@@ -283,6 +312,25 @@ class Placement:
     def indices(self):
         return product(*(range(n) for n in self.shape))
 
+    def positions(self):
+        """(rows, cols): two int arrays of the tensor's shape, the absolute (row, col) of every element, as pos gives them."""
+        s, g = self.shape, self.GAP
+        if self.layout == "grid":
+            i, j, k = np.ogrid[:s[0], :s[1], :self.maps]
+            mr, mc = np.divmod(k, self.across)
+            rows, cols = self.top + mr * self.pitch[0] + i + 0 * j, self.left + mc * self.pitch[1] + j + 0 * i
+            return rows.reshape(s), cols.reshape(s)
+        elif self.layout in ("column", "row"):
+            line = np.arange(s[0])
+            return (self.top + line, np.full(s, self.left)) if self.layout == "column" else (np.full(s, self.top), self.left + line)
+        elif self.layout == "matrix":
+            i, j = np.ogrid[:s[0], :s[1]]
+            return self.top + i + 0 * j, self.left + j + 0 * i
+        elif self.layout == "kernel":
+            a, b, c, f = np.ix_(*(np.arange(n) for n in s))
+            return np.broadcast_to(self.top + f * (s[0] + g) + a, s), np.broadcast_to(self.left + c * (s[1] + g) + b, s)
+        raise AssertionError(self.layout)
+
     def index_at(self, row, col):
         """The element index at absolute (row, col), or None for a gap or a cell outside."""
         r, c = row - self.top, col - self.left
@@ -291,8 +339,9 @@ class Placement:
             return None
         s, g = self.shape, self.GAP
         if self.layout == "grid":
-            ch, j = divmod(c, s[1] + g)
-            return None if j >= s[1] else (r, j, ch)
+            (mr, i), (mc, j) = divmod(r, self.pitch[0]), divmod(c, self.pitch[1])
+            k = mr * self.across + mc
+            return None if i >= s[0] or j >= s[1] or k >= self.maps else (i, j, *self.map_index(k))
         elif self.layout == "column":
             return (r,)
         elif self.layout == "row":
@@ -317,7 +366,12 @@ class Placement:
         """[(col, idx), ...] of the elements on local row r, left to right: index_at for a whole row at once."""
         s, g, left = self.shape, self.GAP, self.left
         if self.layout == "grid":
-            return [(left + ch * (s[1] + g) + j, (r, j, ch)) for ch in range(s[2]) for j in range(s[1])]
+            mr, i = divmod(r, self.pitch[0])
+            if i >= s[0]:  # the rows between two rows of maps
+                return []
+            first = mr * self.across
+            maps = [(left + (k - first) * self.pitch[1], self.map_index(k)) for k in range(first, min(first + self.across, self.maps))]
+            return [(c0 + j, (i, j, *m)) for c0, m in maps for j in range(s[1])]
         elif self.layout == "column":
             return [(left, (r,))]
         elif self.layout == "row":
@@ -335,7 +389,11 @@ class Placement:
         """values[idx] for the elements on local row r, in row_indices order, as Python numbers: one numpy slice."""
         s, g = self.shape, self.GAP
         if self.layout == "grid":
-            return values[r].T.ravel().tolist()  # (W, C) -> channel by channel
+            mr, i = divmod(r, self.pitch[0])
+            if i >= s[0]:
+                return []
+            first = mr * self.across  # (W, maps) -> the maps of this row, one after the other
+            return values[i].reshape(s[1], self.maps)[:, first:first + self.across].T.ravel().tolist()
         elif self.layout == "column":
             return [values[r].item()]
         elif self.layout == "row":
@@ -355,10 +413,12 @@ class Placement:
         """
         values = np.asarray(values, dtype=np.float64)
         block = self.block(lambda idx: Cell(float(values[idx]), None, style))
-        columns = [col for col, _ in self.row_indices(0)]  # the same on every row that holds elements
+        columns = [col for col, _ in self.row_indices(0)]  # every row's columns start so (a grid's last row of maps may stop sooner)
+
+        make = partial(tuple.__new__, Cell)  # Cell(v, None, style) without a Python call per cell: millions of weights
 
         def row_cells(r):
-            return [(col, Cell(v, None, style)) for col, v in zip(columns, self.row_values(values, r))]
+            return list(zip(columns, map(make, zip(self.row_values(values, r), repeat(None), repeat(style)))))
 
         block.row_cells = row_cells
         return block

@@ -5,27 +5,31 @@ Sheets: "Read me", "Summary", one sheet per sample ("Sample 1", ...), "Weights",
 On a sample sheet the network flows left to right, one panel per step (input, scaled input,
 each layer's pre-activation and activation, the prediction); every computed cell is a live formula
 over the previous panel and the Weights sheet, and carries the engine's value as its cached result.
+A feature map is one (H, W) map per channel, MAPS_ACROSS maps to a row, then the next row of maps below.
 """
 
 from dataclasses import dataclass, field
 import json
+import math
 
 import numpy as np
 
 from cnncalc.sheets import formulas
 from cnncalc.engine import ops
-from cnncalc.sheets.cells import Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, cells_block
+from cnncalc.sheets.cells import MAX_COLS, Block, Cell, Placement, SheetPlan, WorkbookPlan, a1, a1_range, cells_block, sheet_prefix
 from cnncalc.errors import CnncalcError
 from cnncalc.guards import check_finite
 from cnncalc.inputs import parse_scale
 from cnncalc.engine.layers import Conv2D
 from cnncalc.sheets.limits import check_fits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a feature map's channels in rows of MAPS_ACROSS maps; 1: all in one row (see layout_version)
 META_SHEET = "_cnncalc"
 WEIGHTS_SHEET = "Weights"
 TOP = 3  # sample panels: title row 0, caption row 1, channel headers row 2, data from row 3
 COL_WIDTH = 10
+MAPS_ACROSS = 8  # a feature map of more channels continues in the next row of maps, below
+LAYOUT_ROW = 4  # the _cnncalc sheet's row "maps across" (format 2), between the architecture and practice rows
 
 
 def sample_sheet_name(n):
@@ -50,29 +54,60 @@ class Panel:
     headers: list = field(default_factory=list)  # one label per channel of a grid
     step: str = "output"
     layer: object = None
+    # Which cells of a panel with a formula hold a given number instead (formula(idx) None), known without making any
+    # formula's text (verify compares a deep model's 100,000 cells): a boolean array, False for none, None if unknown.
+    constants: object = None
 
 
 def tensor_layout(shape):
-    if len(shape) == 3:
+    """A vector goes down a column; anything of 2 or more axes is a grid of (H, W) maps."""
+    if len(shape) >= 2:
         return "grid"
     elif len(shape) == 1:
         return "column"
-    raise CnncalcError(f"Cannot lay out a tensor on a sheet. Expected shape (H, W, C) or (D,). Received {tuple(shape)}")
+    raise CnncalcError(f"Cannot lay out a tensor on a sheet. Expected shape (H, W, ...) or (D,). Received {tuple(shape)}")
+
+
+def map_label(shape, k):
+    """The header of map k of a tensor with no names for its channels: 'channel 3', or '[:, :]' for an (H, W) tensor."""
+    if len(shape) == 3:
+        return f"channel {k}"
+    rest = np.unravel_index(k, shape[2:]) if len(shape) > 3 else ()
+    return "[:, :" + "".join(f", {int(i)}" for i in rest) + "]"
 
 
 class SamplePlanner:
-    """Places the panels of one sample left to right, each starting one blank column after the last."""
+    """Places the panels of one sample left to right, each starting one blank column after the last.
 
-    def __init__(self, sheet):
-        self.sheet = sheet
-        self.col = 1
+    A feature map's channels go `maps_across` to a row of maps (None: all in one row, as format 1 did), fewer when
+    that many maps would be wider than a sheet. A panel that would run past Excel's last column starts a new band
+    of panels below everything placed so far. So only a single map wider than a sheet is refused.
+    """
+
+    def __init__(self, sheet, maps_across=MAPS_ACROSS):
+        self.sheet, self.maps_across = sheet, maps_across
+        self.top, self.col = TOP, 1
+        self.bands = 1
         self.panels = []
 
     def place(self, shape):
         """A Placement for the next panel; a column vector gets an index column on its left."""
         layout = tensor_layout(shape)
-        left = self.col + (1 if layout == "column" else 0)
-        return Placement(self.sheet.name, TOP, left, shape, layout)
+        across = self.maps_across
+        if layout == "grid" and math.prod(shape[2:]) * (shape[1] + 1) > MAX_COLS:  # as many maps as a sheet holds
+            across = max(1, min(across or MAX_COLS, MAX_COLS // (shape[1] + 1)))
+        for _ in range(2):
+            left = self.col + (1 if layout == "column" else 0)
+            p = Placement(self.sheet.name, self.top, left, shape, layout, across)
+            if self.col == 1 or p.left + p.extent[1] <= MAX_COLS:
+                return p
+            self.new_band()
+        raise AssertionError("a new band starts at the first column")
+
+    def new_band(self):
+        """Start a new band of panels below everything on the sheet: a blank row, then titles, captions and headers."""
+        self.top, self.col = self.sheet.extent[0] + 1 + TOP, 1
+        self.bands += 1
 
     def add(self, panel):
         """Place a panel with its title, caption and headers; the next one goes to its right."""
@@ -80,14 +115,18 @@ class SamplePlanner:
         first = p.left - (1 if p.layout == "column" else 0)
         check_fits(self.sheet.name, f"panel {panel.title!r}", p.top, first, p.extent[0], p.left + p.extent[1] - first)
         if p.layout == "grid":
-            for c in range(p.shape[2]):
-                label = panel.headers[c] if panel.headers else f"channel {c}"
-                self.sheet.add(cells_block({(TOP - 1, p.pos((0, 0, c))[1]): Cell(label, style="header")}))
+            heads = {}
+            for k in range(p.maps):
+                r, c = p.map_origin(k)
+                heads.setdefault(r - 1, {})[(r - 1, c)] = Cell(panel.headers[k] if panel.headers else map_label(p.shape, k), style="header")
+            for row in heads.values():  # one block a row of headers, so no block spans the maps below it
+                self.sheet.add(cells_block(row))
             self.sheet.color_scales.append((p.top, p.left, p.top + p.extent[0] - 1, p.left + p.extent[1] - 1))
         else:
-            self.sheet.add(Block(TOP, first, p.shape[0], 1, lambda r, c: Cell(r, style="index")))
-            self.sheet.add(cells_block({(TOP - 1, first): Cell("#", style="header"), (TOP - 1, p.left): Cell("value", style="header")}))
-        self.sheet.add(cells_block({(0, first): Cell(panel.title, style="title"), (1, first): Cell(panel.caption, style="caption")}))
+            self.sheet.add(Block(p.top, first, p.shape[0], 1, lambda r, c: Cell(r, style="index")))
+            self.sheet.add(cells_block({(p.top - 1, first): Cell("#", style="header"), (p.top - 1, p.left): Cell("value", style="header")}))
+        self.sheet.add(cells_block({(p.top - TOP, first): Cell(panel.title, style="title"),
+                                    (p.top - TOP + 1, first): Cell(panel.caption, style="caption")}))
         self.add_cells(panel)
         width = p.left + p.extent[1] - first
         fit_widths(self.sheet, first, width, max(len(panel.title), min(len(panel.caption), 36)))
@@ -118,12 +157,14 @@ def fit_widths(sheet, first, width, text_len):
         sheet.col_widths[c] = max(sheet.col_widths.get(c, 0), each)
 
 
-def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", window=(0, 0), steps=True):
+def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", window=(0, 0), steps=True, maps_across=MAPS_ACROSS):
     """The full WorkbookPlan for `model` on the batch `raw` (before scaling by `scale`, e.g. "1/8").
 
     `lang` ("en" or "zh") chooses the labels of the Steps sheet; `window` (row, col) is the output cell of
     the first convolution whose input window is framed in red. `steps=False` leaves out the Steps sheet (text
     only: verify compares formula cells, and a practice workbook must not show the answers written out).
+    `maps_across` is how many channel maps of a feature map sit side by side (None: all, as format 1 laid them out;
+    a workbook is re-planned with what its _cnncalc sheet records, see read_layout).
     """
     raw = model.check_input(np.asarray(raw, dtype=np.float64))
     factor = parse_scale(scale)
@@ -137,21 +178,42 @@ def plan_workbook(model, raw, scale=None, title=None, labels=None, lang="en", wi
     plan.weights = weights
     plan.inputs, plan.outputs = [], []
     for n, sheet in enumerate(samples):
-        inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights, window)
+        inp, out = plan_sample(sheet, model, traces, n, raw[n], factor, scale, weights, window, maps_across)
         plan.inputs.append(inp)
         plan.outputs.append(out)
+    for sheet in samples:  # below the first row of maps, its frozen headers would name the wrong maps: freeze titles only
+        if any(p.placement.layout == "grid" and p.placement.map_rows > 1 for p in sheet.panels):
+            sheet.freeze = (TOP - 1, 0)
     if steps:
-        steps_sheet = SheetPlan(STEPS_SHEET)
+        steps_sheet = SheetPlan(STEPS_SHEET, freeze=(3, 0))  # its headers stay in view, and atop every printed page
         plan.sheets.insert(plan.sheets.index(plan.sheet(WEIGHTS_SHEET)), steps_sheet)
         plan_steps(steps_sheet, plan, samples, lang)
     plan_summary(summary, model, plan.outputs, labels)
-    plan_readme(readme, model, title, scale, raw.shape[0])
-    plan_meta(plan.add_sheet(META_SHEET, hidden=True), model, scale, raw.shape[0])
+    version = layout_version(samples)
+    plan_readme(readme, model, title, scale, raw.shape[0], maps_across if version > 1 else None)
+    plan_meta(plan.add_sheet(META_SHEET, hidden=True), model, scale, raw.shape[0], version, maps_across)
     return plan
+
+
+def layout_version(samples):
+    """The lowest format that describes the sample sheets' layout: 1 when it is format 1's (each feature map's
+    channels in one row of maps, of 3 axes, and one band of panels), else 2.
+
+    So a workbook that format 1 could hold keeps format 1's bytes, and the earlier release still reads it.
+    """
+    for sheet in samples:
+        if sheet.bands > 1:
+            return 2
+        for panel in sheet.panels:
+            p = panel.placement
+            if p.layout == "grid" and (len(p.shape) != 3 or p.map_rows > 1):
+                return 2
+    return 1
 
 
 STEPS_SHEET = "Steps"
 STEPS_LIMIT = 20_000  # formula cells; past this a written-out sheet is too long to read (and slow to write)
+STEPS_LINE = 70  # characters of a calculation a line of its column holds (at least: wider fonts hold fewer)
 STEPS_LABELS = {
     "en": ("Every computed cell written out, as the chapter writes it", "sheet", "cell", "step", "calculation", "result",
            "This workbook has {n:,} computed cells, too many to write out; see the formulas, or `cnncalc explain`."),
@@ -163,7 +225,7 @@ STEPS_LABELS = {
 def plan_steps(sheet, plan, samples, lang="en"):
     """The Steps sheet: for every formula cell of the sample sheets, its calculation written out with numbers."""
     from cnncalc.companion.explain import num
-    from cnncalc.sheets.steps import expand
+    from cnncalc.sheets.steps import Expander, value_lookup
 
     try:
         title, *heads, too_many = STEPS_LABELS[lang]
@@ -172,32 +234,40 @@ def plan_steps(sheet, plan, samples, lang="en"):
     panels = [(s, p) for s in samples for p in s.panels if p.formula is not None]
     count = sum(int(np.prod(p.placement.shape)) for _, p in panels)
     cells = {(0, 0): Cell(title, style="title")}
-    sheet.col_widths.update({0: 10, 1: 8, 2: 34, 3: 110, 4: 14})
+    sheet.col_widths.update({0: 10, 1: 8, 2: 34, 3: 80, 4: 14})  # one page wide when printed, the calculations wrapped
     if count > STEPS_LIMIT:
         cells[(2, 0)] = Cell(too_many.format(n=count), style="text")
         sheet.add(cells_block(cells))
         return
-    values = {s.name: {rc: c.value for rc, c in s.cells().items()} for s in samples}
-    weight_values = plan.sheet(WEIGHTS_SHEET).value_grid()  # an array: a dict of a million weight cells takes ~0.5 GB
+    # The panels' own numbers (making the sample sheets' cells would build every formula again); a weight is looked
+    # up only when a written-out term shows it (a Dense column of thousands shows its first few).
+    values = {s.name: {p.placement.pos(idx): p.values[idx].item() for p in s.panels for idx in p.placement.indices()} for s in samples}
+    weight_value = value_lookup(plan.sheet(WEIGHTS_SHEET))
 
     def value(sheet, rc):
-        return values[sheet][rc] if sheet in values else weight_values.item(rc)
+        return values[sheet][rc] if sheet in values else weight_value(rc)
+
+    expand = Expander(value)  # each number written as text once, each kernel's terms once
 
     cells.update({(2, c): Cell(h, style="header") for c, h in enumerate(heads)})
-    row = 3
+    sheet.add(cells_block(cells))
+    lines = []  # the rows from row 3 on: [(col, Cell), ...] of the five columns, one row a formula cell
     for s, panel in panels:
+        sheet_name, title = Cell(s.name, style="text"), Cell(panel.title, style="text")
         for idx in panel.placement.indices():
             text = panel.formula(idx)
             if text is None:  # a padding zero: nothing to compute
                 continue
             r, c = panel.placement.pos(idx)
-            cells[(row, 0)] = Cell(s.name, style="text")
-            cells[(row, 1)] = Cell(a1(r, c), style="text")
-            cells[(row, 2)] = Cell(panel.title, style="text")
-            cells[(row, 3)] = Cell(f"{expand(text, s.name, value)} = {num(values[s.name][(r, c)])}", style="text")
-            cells[(row, 4)] = Cell(values[s.name][(r, c)], style="value")
-            row += 1
-    sheet.add(cells_block(cells))
+            result = values[s.name][(r, c)]
+            written = f"{expand(text, s.name)} = {num(result)}"
+            if len(written) > STEPS_LINE:
+                sheet.row_heights[3 + len(lines)] = 15 * -(-len(written) // STEPS_LINE)
+            lines.append([(0, sheet_name), (1, Cell(a1(r, c), style="text")), (2, title),
+                          (3, Cell(written, style="wrap")),  # wrapped in its column, so its result shows
+                          (4, Cell(result, style="value"))])
+    if lines:  # one block made of the rows as they are (a dict of 100,000 cells would only be sorted back into them)
+        sheet.add(Block(3, 0, len(lines), 5, lambda r, c: lines[r][c][1], lines.__getitem__))
 
 
 def plan_weights(sheet, model):
@@ -245,18 +315,33 @@ def plan_weights(sheet, model):
     return placements
 
 
-def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, window=(0, 0)):
+def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, window=(0, 0), maps_across=MAPS_ACROSS):
     """The panels of sample n; returns (placement of the raw input, placement of the final output)."""
-    sp = SamplePlanner(sheet)
+    sp = SamplePlanner(sheet, maps_across)
     name = sheet.name
-    shape = model.input_shape
-    if len(shape) == 2:  # a (H, W) grayscale model input is shown as one channel
-        raise CnncalcError(f"Input shape {shape} is not supported yet. Expected (height, width, channels) or (features,)")
+    shape = model.input_shape  # an (H, W) input is one map
     raw_p = sp.add(Panel("Input (raw)", "the numbers as given", sp.place(shape), raw, style="input", step="input"))
     x = raw_p
     if factor != 1.0:
-        x = sp.add(Panel(f"Scaled input = raw × {scale_text}", f"each cell: ={formulas.scale('raw', factor)}",
-                         sp.place(shape), raw * factor, lambda idx, x=x: formulas.scale(x.ref(idx, name), factor), step="scaled"))
+        xp = sp.place(shape)
+        x = sp.add(Panel(f"Scaled input = raw × {scale_text}", f"each cell: ={formulas.scale('raw', factor)}" + input_note(sp, x, xp),
+                         xp, raw * factor, lambda idx, x=x: formulas.scale(x.ref(idx, name), factor), step="scaled"))
+    x = plan_layers(sp, traces, n, x, weights, window)
+    if len(x.shape) == 1:
+        plan_prediction(sp, x, traces[-1].out[n], name)
+    for panel in sp.panels:  # in a prediction only the zero padding holds given numbers among formulas (tests/test_verify.py)
+        if panel.formula is not None and panel.constants is None:
+            panel.constants = False
+    sheet.panels, sheet.bands = sp.panels, sp.bands
+    return raw_p, (x, traces[-1].out[n])
+
+
+def plan_layers(sp, traces, n, x, weights, window=(0, 0)):
+    """Every layer's panels for sample n, left to right after the panel x (the input); returns the last one's placement.
+
+    Also what a training step sheet lays out for each sample of its batch (sheets/training.py).
+    """
+    sheet, name = sp.sheet, sp.sheet.name
     for t in traces:
         layer = t.layer
         w = {wname: weights[(layer.name, wname)] for wname in layer.weights}
@@ -271,7 +356,8 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, windo
                 x = plan_zero_padding(sp, x, pads, name, label, layer)
         headers = [f"filter {f}" for f in range(t.output_shape[-1])] if isinstance(layer, Conv2D) else []
         conv_input = x
-        z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer), sp.place(t.output_shape),
+        zp = sp.place(t.output_shape)
+        z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer) + input_note(sp, x, zp), zp,
                          t.out[n] if t.pre is None else t.pre[n],
                          lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers,
                          step="output" if t.pre is None else "pre", layer=layer))
@@ -282,13 +368,22 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, windo
         elif act in VECTOR_ACTIVATIONS:
             x = plan_vector_activation(sp, z, act, name, label, layer)
         else:
-            x = sp.add(Panel(f"{label} {act}", f"a = {formulas.activation(act, 'z')}", sp.place(t.output_shape), t.out[n],
+            ap = sp.place(t.output_shape)
+            x = sp.add(Panel(f"{label} {act}", f"a = {formulas.activation(act, 'z')}" + input_note(sp, z, ap), ap, t.out[n],
                              lambda idx, z=z, act=act: formulas.activation(act, z.ref(idx, name)), headers=headers,
                              step="activation", layer=layer))
-    if len(x.shape) == 1:
-        plan_prediction(sp, x, traces[-1].out[n], name)
-    sheet.panels = sp.panels
-    return raw_p, (x, traces[-1].out[n])
+    return x
+
+
+def input_note(sp, x, p):
+    """Where a panel's input is, for its caption, when the reader could lose it: past the first row of maps, or
+    in another band of panels (" · input at B4:IC547 (conv2d (Conv2D) relu)"); '' when it is simply on the left."""
+    if x.sheet == p.sheet and x.top == p.top and not any(q.layout == "grid" and q.map_rows > 1 for q in (x, p)):
+        return ""
+    title = next((panel.title for panel in sp.panels if panel.placement is x), None)
+    h, w = x.extent
+    where = sheet_prefix(x.sheet, p.sheet) + a1_range(x.top, x.left, x.top + h - 1, x.left + w - 1)
+    return f" · input at {where}" + (f" ({title})" if title else "")
 
 
 def outline_window(sheet, layer, x, z, window=(0, 0)):
@@ -315,8 +410,10 @@ def plan_zero_padding(sp, x, pads, name, label, layer):
         return x.ref((i - top, j - left, c), name) if inside else None
 
     values = np.pad(x_values(sp, x), ((top, bottom), (left, right), (0, 0)))
-    return sp.add(Panel(f"{label} zero-padded input", f"'same' padding: {top}/{bottom} rows, {left}/{right} columns of zeros",
-                        sp.place(values.shape), values, formula, step="padded", layer=layer))
+    zeros = np.pad(np.zeros(x.shape, dtype=bool), ((top, bottom), (left, right), (0, 0)), constant_values=True)  # where formula is None
+    p = sp.place(values.shape)
+    return sp.add(Panel(f"{label} zero-padded input", f"'same' padding: {top}/{bottom} rows, {left}/{right} columns of zeros" + input_note(sp, x, p),
+                        p, values, formula, step="padded", layer=layer, constants=zeros))
 
 
 def x_values(sp, placement):
@@ -342,10 +439,10 @@ def plan_vector_activation(sp, z, act, name, label, layer):
         m, e, s, out = ops.log_softmax_steps(zv)
     k = z.shape[0]
     e_p = sp.place((k,))
-    m_p = Placement(sp.sheet.name, TOP + k + 1, e_p.left, (1,), "column")
-    s_p = Placement(sp.sheet.name, TOP + k + 2, e_p.left, (1,), "column")
+    m_p = Placement(sp.sheet.name, e_p.top + k + 1, e_p.left, (1,), "column")
+    s_p = Placement(sp.sheet.name, e_p.top + k + 2, e_p.left, (1,), "column")
     m_ref, s_ref = m_p.ref((0,), name, absolute=True), s_p.ref((0,), name, absolute=True)
-    sp.add(Panel(f"{label} exp(z − max z)", "e = EXP(z - m)", e_p, e, lambda idx: formulas.softmax_exp(z.ref(idx, name), m_ref),
+    sp.add(Panel(f"{label} exp(z − max z)", "e = EXP(z - m)" + input_note(sp, z, e_p), e_p, e, lambda idx: formulas.softmax_exp(z.ref(idx, name), m_ref),
                  step="softmax_exp", layer=layer))
     sp.sheet.add(cells_block({(m_p.top, m_p.left - 1): Cell("m = max z", style="index"),
                               (s_p.top, s_p.left - 1): Cell("s = Σ e", style="index")}))
@@ -353,10 +450,11 @@ def plan_vector_activation(sp, z, act, name, label, layer):
                        step="softmax_max", layer=layer))
     sp.add_cells(Panel("s = Σ e", "", s_p, np.reshape(s, (1,)), lambda idx: formulas.softmax_sum(e_p.span((0,), (k - 1,), name)),
                        step="softmax_sum", layer=layer))
+    p = sp.place((k,))
     if act == "softmax":
-        return sp.add(Panel(f"{label} softmax", "p = e / s", sp.place((k,)), out,
+        return sp.add(Panel(f"{label} softmax", "p = e / s" + input_note(sp, e_p, p), p, out,
                             lambda idx: formulas.softmax_prob(e_p.ref(idx, name), s_ref), style="prob", step="softmax", layer=layer))
-    return sp.add(Panel(f"{label} log_softmax", "z - m - LN(s)", sp.place((k,)), out,
+    return sp.add(Panel(f"{label} log_softmax", "z - m - LN(s)" + input_note(sp, z, p), p, out,
                         lambda idx: formulas.log_softmax(z.ref(idx, name), m_ref, s_ref), step="log_softmax", layer=layer))
 
 
@@ -389,21 +487,23 @@ def caption(layer):
 def plan_prediction(sp, out, values, name):
     """The predicted class (first largest output, as numpy's argmax) and its value."""
     span = out.span((0,), (out.shape[0] - 1,), name)
-    col = sp.col
+    if sp.col + 2 > MAX_COLS:
+        sp.new_band()
+    col, top = sp.col, sp.top
     sp.sheet.add(cells_block({
-        (0, col): Cell("Prediction", style="title"),
-        (1, col): Cell("argmax of the last layer", style="caption"),
-        (TOP, col): Cell("class", style="index"),
-        (TOP + 1, col): Cell("output", style="index"),
+        (top - TOP, col): Cell("Prediction", style="title"),
+        (top - TOP + 1, col): Cell("argmax of the last layer", style="caption"),
+        (top, col): Cell("class", style="index"),
+        (top + 1, col): Cell("output", style="index"),
     }))
-    sp.add_cells(Panel("class", "", Placement(name, TOP, col + 1, (1,), "column"), np.array([np.argmax(values)]),
+    sp.add_cells(Panel("class", "", Placement(name, top, col + 1, (1,), "column"), np.array([np.argmax(values)]),
                        lambda idx: formulas.argmax(span), style="class", step="class"))
-    sp.add_cells(Panel("output", "", Placement(name, TOP + 1, col + 1, (1,), "column"), np.array([np.max(values)]),
+    sp.add_cells(Panel("output", "", Placement(name, top + 1, col + 1, (1,), "column"), np.array([np.max(values)]),
                        lambda idx: f"MAX({span})", style="prob", step="class_value"))
     fit_widths(sp.sheet, col, 2, 24)
     k = out.shape[0]
     sp.sheet.charts.append({
-        "title": "output of the last layer", "anchor": (TOP + 3, col),
+        "title": "output of the last layer", "anchor": (top + 3, col),
         "values": (out.top, out.left, out.top + k - 1, out.left),
         "categories": (out.top, out.left - 1, out.top + k - 1, out.left - 1),
     })
@@ -448,7 +548,7 @@ def plan_summary(sheet, model, outputs, labels):
     return sheet
 
 
-def plan_readme(sheet, model, title, scale, n):
+def plan_readme(sheet, model, title, scale, n, maps_across=None):
     lines = [
         (title or f"cnncalc worked example: {model.name}", "title"),
         ("", None),
@@ -477,12 +577,16 @@ def plan_readme(sheet, model, title, scale, n):
     ]
     if scale:
         lines.insert(10, (f"   The scaled input is raw × {scale}, written as a formula on each cell.", "text"))
+    if maps_across:  # a format-2 layout (format 1's workbooks keep their words)
+        lines.insert(10, (f"   A feature map's channels sit {maps_across} maps to a row, then the next row of maps below; "
+                          "where a panel's input is not simply on its left, its caption gives the input's cells.", "text"))
     sheet.add(cells_block({(i, 0): Cell(text, style=style) for i, (text, style) in enumerate(lines) if style}))
-    sheet.col_widths[0] = 120
+    sheet.col_widths[0] = max(120, *(-(-len(text) * (3 if style == "title" else 2) // 2) for text, style in lines if style))  # a title is larger
 
 
-def plan_meta(sheet, model, scale, n):
-    """The architecture (no weights: those are read from the Weights sheet) so verify can rebuild the model."""
+def plan_meta(sheet, model, scale, n, version=FORMAT_VERSION, maps_across=MAPS_ACROSS):
+    """The architecture (no weights: those are read from the Weights sheet) so verify can rebuild the model,
+    the format version and (format 2) the number of maps across, so it can lay the sheets out as they are."""
     spec = model.to_spec()
     arch = {"name": spec["name"], "input_shape": spec["input_shape"],
             "layers": [{"class_name": l["class_name"], "config": l["config"]} for l in spec["layers"]]}
@@ -490,11 +594,33 @@ def plan_meta(sheet, model, scale, n):
         arch["input_layer"] = spec["input_layer"]
     text = json.dumps(arch, separators=(",", ":"))
     chunks = [text[i:i + 30000] for i in range(0, len(text), 30000)]
-    cells = {(0, 0): Cell("cnncalc workbook", style="text"), (0, 1): Cell(FORMAT_VERSION, style="int"),
+    cells = {(0, 0): Cell("cnncalc workbook", style="text"), (0, 1): Cell(version, style="int"),
              (1, 0): Cell("scale", style="text"), (1, 1): Cell(scale or "1", style="text"),
              (2, 0): Cell("samples", style="text"), (2, 1): Cell(n, style="int"),
              (3, 0): Cell("architecture", style="text")}
     for i, chunk in enumerate(chunks):
         cells[(3, 1 + i)] = Cell(chunk, style="text")
+    if version > 1:
+        cells[(LAYOUT_ROW, 0)] = Cell("maps across", style="text")
+        cells[(LAYOUT_ROW, 1)] = Cell(maps_across or 0, style="int")  # 0: all in one row
     sheet.add(cells_block(cells))
+
+
+def read_layout(meta, path):
+    """maps_across for re-planning a workbook, from its _cnncalc sheet's values {(row, col): value}: None (all maps
+    in one row) for format 1, the recorded number for format 2; an unknown format or a damaged row is refused."""
+    version = meta.get((0, 1))
+    if meta.get((0, 0)) != "cnncalc workbook" or isinstance(version, bool) or version not in (1, 2):
+        shown = " ".join(repr(version).split())[:120]
+        raise CnncalcError(f"{path}: unknown cnncalc workbook format. Expected format 1 or {FORMAT_VERSION}. Received {shown}")
+    if version == 1:
+        return None
+    across = meta.get((LAYOUT_ROW, 1))
+    if isinstance(across, float) and across.is_integer():
+        across = int(across)
+    if meta.get((LAYOUT_ROW, 0)) != "maps across" or isinstance(across, bool) or not isinstance(across, int) or not 0 <= across <= MAX_COLS:
+        shown = " ".join(repr(across).split())[:120]
+        raise CnncalcError(f"{path}: the {META_SHEET} sheet is damaged. Expected the number of maps across (0 to {MAX_COLS:,}) "
+                           f"at {META_SHEET}!B{LAYOUT_ROW + 1}. Received {shown}")
+    return across or None
 
