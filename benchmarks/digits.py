@@ -59,6 +59,19 @@ def batch(n=256, seed=0):
     return images[..., None], labels
 
 
+def colour(label=7, seed=None):
+    """A 32×32×3 picture of CIFAR's size, values 0..255: the digit padded to 32×32, drawn in a colour over gradients."""
+    ink = np.pad(digit(label, seed), 2)
+    ramp = np.linspace(0, 60, 4 + SIZE)
+    return np.round(np.stack([ink, 0.6 * ink + ramp[None, :], 255 - 0.8 * ink - ramp[:, None]], axis=-1))
+
+
+def colour_batch(n=256, seed=0):
+    """n jittered colour digits (labels cycling 0..9) as (n, 32, 32, 3), and their labels."""
+    labels = np.arange(n) % 10
+    return np.stack([colour(int(k), seed * 100_000 + i) for i, k in enumerate(labels)]), labels
+
+
 def main(argv=None):
     """python benchmarks/digits.py 7 -o digit7.csv: the digit as a CSV of grey values (cnncalc build --input reads it)."""
     import argparse

@@ -1,16 +1,20 @@
 """Benchmarks: cnncalc's export, predict and verify, each against its practical limit.
 
-    python benchmarks/run.py                      # toy, lenet_small, mnist_small, mnist_large (about 5 minutes on 2 cores)
+    python benchmarks/run.py                      # all six models (about 20 minutes on 2 cores)
     python benchmarks/run.py --quick              # toy and lenet_small only
-    python benchmarks/run.py --results benchmarks/RESULTS.md   # also record the table, the machine and the command
+    python benchmarks/run.py --training           # and the training workbooks (benchmarks/training.py)
+    python benchmarks/run.py --repeat 3 --results benchmarks/RESULTS.md   # best of 3, and record the tables and the machine
 
-For each model, one digit (the toy: its two samples) is exported to a workbook. The export (plan + write) is
-timed against a bare XlsxWriter loop writing the very same cells in the same run: their ratio is what cnncalc
-costs on top of the file format (goal: at most 1.3). The engine's predict on a batch of 256 images is timed
-against Keras's (jax backend, the same .keras file, compiled and warmed up first). verify is the whole
-`cnncalc verify`: LibreOffice's recalculation, reading the file back, and comparing every formula cell.
-Every measurement runs in a child process of its own, so one case's peak memory cannot hide another's.
-No network: the models get Keras's default initializers (`cnncalc new`) and the digit is drawn by digits.py.
+For each model, one digit (the toy: its two samples; deep_cifar: a 32×32 colour picture of one) is exported to a
+workbook. The export (plan + write) is timed against a bare XlsxWriter loop writing the very same cells in the same
+run: their ratio is what cnncalc costs on top of the file format (goal: at most 1.3, Steps sheet included). The
+engine's predict on a batch of 256 images is timed against Keras's (jax backend, the same .keras file, compiled and
+warmed up first). verify is the whole `cnncalc verify`: LibreOffice's recalculation, reading the file back, and
+comparing every formula cell, against LibreOffice's own part (goal: at most 1.5 times it).
+Every measurement runs in a child process of its own, so one case's peak memory cannot hide another's; export and
+bare writer alternate, and with --repeat each keeps its best time, so a burst of load on a shared machine does
+not land on one side only. The CPU seconds of both (less sensitive to other people's load) are recorded too.
+No network: the models get Keras's default initializers (`cnncalc new`) and the digits are drawn by digits.py.
 """
 
 import argparse
@@ -25,7 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SPECS = HERE / "specs"
-CASES = ["toy", "lenet_small", "mnist_small", "mnist_large"]
+CASES = ["toy", "lenet_small", "mnist_small", "mnist_large", "deep_mnist", "deep_cifar"]
+DEEP = ["deep_mnist", "deep_cifar"]  # several wide conv layers: most cells are long formulas
 QUICK = ["toy", "lenet_small"]
 BATCH = 256
 
@@ -44,7 +49,7 @@ def make_model(case, work):
     import numpy as np
 
     sys.path.insert(0, str(HERE))
-    from digits import batch, digit
+    from digits import batch, colour, colour_batch, digit
 
     from cnncalc.kerasfiles.loader import model_from_layer_list, save_keras
 
@@ -57,8 +62,11 @@ def make_model(case, work):
             save_keras(ex.model, path)
         rng = np.random.default_rng(0)
         return path, ex.raw, ex.scale, rng.integers(0, 9, size=(BATCH, *ex.model.input_shape)) / 8
+    spec = json.loads((SPECS / f"{case}.json").read_text())
     if not path.exists():
-        save_keras(model_from_layer_list(json.loads((SPECS / f"{case}.json").read_text())), path)
+        save_keras(model_from_layer_list(spec), path)
+    if spec["input_shape"][-1] == 3:
+        return path, colour(7)[None], "1/255", colour_batch(BATCH)[0] / 255
     return path, digit(7)[None, :, :, None], "1/255", batch(BATCH)[0] / 255
 
 
@@ -71,31 +79,40 @@ def child_export(case, work):
     path, raw, scale, _ = make_model(case, work)
     model = load_model(path)
     out = Path(work) / f"{case}.xlsx"
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     plan = plan_workbook(model, raw, scale)
     planned = time.perf_counter() - t
     write_plan(plan, out, force=True, quiet=True)
     seconds = time.perf_counter() - t
-    return {"export_s": seconds, "plan_s": planned, "write_s": seconds - planned, "bytes": out.stat().st_size, "export_rss_mb": peak_rss_mb(),
-            "params": model.count_params()}
+    return {"export_s": seconds, "plan_s": planned, "write_s": seconds - planned, "export_cpu_s": time.process_time() - cpu,
+            "bytes": out.stat().st_size, "export_rss_mb": peak_rss_mb(), "params": model.count_params()}
 
 
 def child_bare(case, work):
     """The same cells written by a bare XlsxWriter loop: every cell made first (untimed), then only the writing timed."""
-    import xlsxwriter
-
     from cnncalc.kerasfiles.loader import load_model
     from cnncalc.sheets.workbook import plan_workbook
-    from cnncalc.sheets.writer import STYLES
 
     path, raw, scale, _ = make_model(case, work)
-    plan = plan_workbook(load_model(path), raw, scale)
-    sheets = [(s.name, [(r, [(c, cell.value, cell.formula, cell.style) for c, cell in row]) for r, row in s.rows()]) for s in plan.sheets]
+    return bare_write(plan_cells(plan_workbook(load_model(path), raw, scale)), Path(work) / f"{case}.bare.xlsx")
+
+
+def plan_cells(plan):
+    """Every cell of a plan as plain tuples, [(sheet name, [(row, [(col, value, formula, style)])])], for bare_write."""
+    return [(s.name, [(r, [(c, cell.value, cell.formula, cell.style) for c, cell in row]) for r, row in s.rows()]) for s in plan.sheets]
+
+
+def bare_write(sheets, out):
+    """plan_cells' cells written to `out` by a bare XlsxWriter loop, only the writing timed (benchmarks/training.py uses it too)."""
+    import xlsxwriter
+
+    from cnncalc.sheets.writer import STYLES
+
     cells = sum(len(row) for _, rows in sheets for _, row in rows)
-    del plan
-    t = time.perf_counter()
-    wb = xlsxwriter.Workbook(str(Path(work) / f"{case}.bare.xlsx"), {"constant_memory": True, "strings_to_formulas": False,
-                                                                    "strings_to_numbers": False, "strings_to_urls": False})
+    formulas = sum(formula is not None for _, rows in sheets for _, row in rows for _, _, formula, _ in row)
+    t, cpu = time.perf_counter(), time.process_time()
+    wb = xlsxwriter.Workbook(str(out), {"constant_memory": True, "strings_to_formulas": False,
+                                        "strings_to_numbers": False, "strings_to_urls": False})
     formats = {name: wb.add_format(props) for name, props in STYLES.items()}
     for name, rows in sheets:
         ws = wb.add_worksheet(name)
@@ -108,7 +125,7 @@ def child_bare(case, work):
                 else:
                     ws.write_number(r, c, value, formats[style])
     wb.close()
-    return {"bare_s": time.perf_counter() - t, "cells": cells}
+    return {"bare_s": time.perf_counter() - t, "bare_cpu_s": time.process_time() - cpu, "cells": cells, "formula_cells": formulas}
 
 
 def best_of(f, repeat=3):
@@ -141,10 +158,12 @@ def child_predict(case, work):
 def child_verify(case, work):
     from cnncalc.recalc.verify import verify
 
+    keep = Path(work) / f"{case}.recalculated.xlsx"
+    keep.unlink(missing_ok=True)
     t = time.perf_counter()
-    report = verify(Path(work) / f"{case}.xlsx", keep=Path(work) / f"{case}.recalculated.xlsx", quiet=True)
-    return {"verify_s": time.perf_counter() - t, "verify_ok": report.ok, "checked": report.checked,
-            "verify_steps": {k: round(v, 1) for k, v in report.seconds.items()}, "verify_rss_mb": peak_rss_mb()}
+    report = verify(Path(work) / f"{case}.xlsx", keep=keep, quiet=True)
+    return {"verify_s": time.perf_counter() - t, "libreoffice_s": report.seconds["recalculate"], "verify_ok": report.ok,
+            "checked": report.checked, "verify_steps": {k: round(v, 2) for k, v in report.seconds.items()}, "verify_rss_mb": peak_rss_mb()}
 
 
 def child_agree(case, work):
@@ -181,7 +200,9 @@ def run_child(kind, case, work):
 
 
 def measure(case, work, repeat, skip):
-    """All measurements of one case; the export and the bare writer alternate `repeat` times, the best of each kept."""
+    """All measurements of one case; the export and the bare writer alternate `repeat` times, the best of each kept.
+
+    verify runs `repeat` times too, and its fastest run is kept (with that run's LibreOffice time)."""
     result = {"case": case}
     for _ in range(repeat):
         for kind in ("export", "bare"):
@@ -189,9 +210,12 @@ def measure(case, work, repeat, skip):
             for key, value in got.items():
                 best = result.get(key)
                 result[key] = value if best is None or not key.endswith("_s") else min(best, value)
-    for kind in ("predict", "verify"):
-        if kind not in skip:
-            result.update(run_child(kind, case, work))
+    if "predict" not in skip:
+        result.update(run_child("predict", case, work))
+    if "verify" not in skip:
+        runs = [got for got in (run_child("verify", case, work) for _ in range(repeat)) if got]
+        if runs:
+            result.update(min(runs, key=lambda got: got["verify_s"]))
     if "verify" not in skip and "predict" not in skip and result.get("verify_ok") is not None:
         result.update(run_child("agree", case, work))
     return result
@@ -201,22 +225,28 @@ def fmt(value, spec):
     return "n/a" if value is None else format(value, spec)
 
 
-def table(results):
+def ratio(r, a, b):
+    return r[a] / r[b] if r.get(a) and r.get(b) else None
+
+
+def tables(results):
+    """The export table (against the bare writer) and the predict and verify table (against Keras and LibreOffice)."""
     from tabulate import tabulate
 
-    rows = []
-    for r in results:
-        ratio = r["export_s"] / r["bare_s"] if r.get("export_s") and r.get("bare_s") else None
-        wratio = r["write_s"] / r["bare_s"] if r.get("write_s") and r.get("bare_s") else None
-        pratio = r["engine_ms"] / r["keras_ms"] if r.get("engine_ms") and r.get("keras_ms") else None
-        verified = None if "verify_s" not in r else f"{r['verify_s']:.1f}" + ("" if r.get("verify_ok") else " FAILED")
-        rows.append([r["case"], fmt(r.get("params"), ","), fmt(r.get("cells"), ","), fmt(r.get("bytes", 0) / 1e6, ".1f"),
-                     fmt(r.get("export_s"), ".2f"), fmt(r.get("plan_s"), ".2f"), fmt(r.get("export_rss_mb"), ".0f"),
-                     fmt(r.get("bare_s"), ".2f"), fmt(ratio, ".2f"), fmt(wratio, ".2f"), fmt(r.get("engine_ms"), ".1f"), fmt(r.get("keras_ms"), ".1f"),
-                     fmt(pratio, ".2f"), verified or "n/a"])
-    headers = ["model", "weights", "cells written", "file MB", "export s", "of it plan s", "peak RSS MB",
-               "bare writer s", "export / bare", "write_plan / bare", "engine predict ms", "Keras predict ms", "engine / Keras", "verify s"]
-    return tabulate(rows, headers=headers, disable_numparse=True, tablefmt="github")
+    export = [[r["case"], fmt(r.get("params"), ","), fmt(r.get("cells"), ","), fmt(r.get("formula_cells"), ","), fmt(r.get("bytes", 0) / 1e6, ".1f"),
+               fmt(r.get("export_s"), ".2f"), fmt(r.get("plan_s"), ".2f"), fmt(r.get("bare_s"), ".2f"), fmt(ratio(r, "export_s", "bare_s"), ".2f"),
+               fmt(ratio(r, "export_cpu_s", "bare_cpu_s"), ".2f"), fmt(ratio(r, "write_s", "bare_s"), ".2f"),
+               fmt(r["cells"] / r["export_s"] if r.get("cells") and r.get("export_s") else None, ",.0f"), fmt(r.get("export_rss_mb"), ".0f")]
+              for r in results]
+    checked = [[r["case"], fmt(r.get("engine_ms"), ".1f"), fmt(r.get("keras_ms"), ".1f"), fmt(ratio(r, "engine_ms", "keras_ms"), ".2f"),
+                "n/a" if "verify_s" not in r else f"{r['verify_s']:.1f}" + ("" if r.get("verify_ok") else " FAILED"),
+                fmt(r.get("libreoffice_s"), ".1f"), fmt(ratio(r, "verify_s", "libreoffice_s"), ".2f"), fmt(r.get("verify_rss_mb"), ".0f")]
+               for r in results]
+    return (tabulate(export, headers=["model", "weights", "cells written", "formula cells", "file MB", "export s", "of it plan s", "bare writer s",
+                                      "export / bare", "same, CPU s", "write_plan / bare", "cells / s", "peak RSS MB"],
+                     disable_numparse=True, tablefmt="github") + "\n\n" +
+            tabulate(checked, headers=["model", "engine predict ms", "Keras predict ms", "engine / Keras", "verify s", "of it LibreOffice s",
+                                       "verify / LibreOffice", "verify peak RSS MB"], disable_numparse=True, tablefmt="github"))
 
 
 def details(results):
@@ -224,7 +254,7 @@ def details(results):
     for r in results:
         if "verify_steps" in r:
             steps = ", ".join(f"{k} {v}" for k, v in r["verify_steps"].items())
-            lines.append(f"- {r['case']}: verify checked {r['checked']:,} formula cells ({steps} s), peak RSS {r['verify_rss_mb']:.0f} MB; "
+            lines.append(f"- {r['case']}: verify checked {r['checked']:,} formula cells ({steps} s); "
                          f"engine vs Keras on the batch of {BATCH}: max |difference| {r.get('max_diff_vs_keras', float('nan')):.1e}; "
                          f"LibreOffice's probabilities vs Keras's for the exported input: max |difference| "
                          f"{r.get('libreoffice_vs_keras', float('nan')):.1e}")
@@ -234,21 +264,41 @@ def details(results):
 NOTES = """How to read it:
 - *export s* is plan_workbook + write_plan, as `cnncalc build` runs them; *of it plan s* is the layout, mostly the
   Steps sheet (every formula cell written out with its numbers; made only for workbooks under 20,000 formula cells,
-  so mnist_large has none). *bare writer s* is XlsxWriter alone (constant_memory) writing the same cells, made
-  beforehand; *export / bare* is the whole cost on top of the file format, *write_plan / bare* the writer's alone.
+  so mnist_large and the deep models have none). The Steps sheet writes each number as text once and each kernel's
+  terms once, and rewrites each formula's short remainder once (sheets/steps.py, Expander): the same text as before. *bare writer s* is XlsxWriter alone (constant_memory, its public
+  write_formula/write_number/write_string) writing the same cells, made beforehand; *export / bare* is the whole cost
+  on top of the file format (best of the runs of each), *same, CPU s* the ratio of their CPU seconds (which other
+  people's load on the machine disturbs less), *write_plan / bare* the writer's alone. cnncalc's writer skips
+  XlsxWriter's rescan of each formula for newer Excel functions (sheets/writer.py, PlainFormulaWorksheet), which the
+  bare writer pays: on the deep models, whose formulas are long, that is why write_plan is faster than the bare loop.
   The toy's times are dominated by fixed costs (formats, the chart, the zip), so its ratios say little.
-- *peak RSS* is the export's child process: Python, numpy and the model included (about 55 MB before any work).
+- *cells / s* is cells written a second of export, plan included.
+- *peak RSS* is a child process's: Python, numpy and the model included (about 55 MB before any work).
 - *engine predict* is cnncalc's numpy forward pass in float64 (`cnncalc predict`); Keras runs float32, compiled by
   XLA, after a warm-up call. Best of three, batch of 256.
-- *verify s* is all of `cnncalc verify`: LibreOffice's recalculation, reading its copy back (one streaming pass),
-  rebuilding the model and the plan from the file's own cells, and comparing every formula cell (tolerance 1e-9
-  relative)."""
+- *verify s* is all of `cnncalc verify`: LibreOffice's recalculation (*of it LibreOffice s*), reading its copy back
+  (the Weights sheet by python-calamine, the others in one streaming pass), rebuilding the model and the plan from
+  the file's own cells (each weight tensor taken from calamine's rows in one numpy conversion), and comparing every
+  formula cell (tolerance 1e-9 relative) with the engine's value, which the sample sheets' panels give by cell
+  address without making any formula's text. Fastest of the runs.
+- deep_mnist (three Conv2D(64) + MaxPooling stages on 28×28) and deep_cifar (Conv2D 32, 64, 64 on a 32×32×3 colour
+  picture) were chosen to fit even the layout of format 1 (every channel of a layer side by side, at most 16,384
+  columns a sheet); with channel grids wider models fit too."""
 
 
 def version(module):
     try:
         return __import__(module).__version__
     except Exception:
+        return "not installed"
+
+
+def calamine_version():
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("python-calamine")
+    except PackageNotFoundError:
         return "not installed"
 
 
@@ -264,7 +314,7 @@ def machine():
     os.environ.setdefault("KERAS_BACKEND", "jax")
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GB RAM, {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()}, numpy {version('numpy')}, XlsxWriter {version('xlsxwriter')}, "
-            f"openpyxl {version('openpyxl')}, keras {version('keras')} with jax {version('jax')}; {lo}")
+            f"openpyxl {version('openpyxl')}, python-calamine {calamine_version()}, keras {version('keras')} with jax {version('jax')}; {lo}")
 
 
 def main(argv=None):
@@ -273,27 +323,44 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", choices=CASES, help="which models (default: all four)")
     parser.add_argument("--repeat", type=int, default=1, help="export and bare-writer runs per case; the best is kept (default 1)")
     parser.add_argument("--skip", nargs="+", default=[], choices=["predict", "verify"], help="leave out Keras predict or verify")
-    parser.add_argument("--results", metavar="PATH", help="also write the table, the machine and the command to PATH (markdown)")
+    parser.add_argument("--results", metavar="PATH", help="also write the table, the machine and the command to PATH (markdown), above its '## ' sections, which stay")
+    parser.add_argument("--training", action="store_true", help="also the training workbooks of benchmarks/training.py (--quick: chapter_fit only)")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "CASE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, case, work = args.child
-        print(json.dumps(CHILDREN[kind](case, work)))
+        children = CHILDREN
+        if case not in CASES:  # a training case: benchmarks/training.py's children
+            from training import CHILDREN as children
+        print(json.dumps(children[kind](case, work)))
         return 0
     cases = args.cases or (QUICK if args.quick else CASES)
-    results = []
+    results, load = [], [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="cnncalc-bench-") as work:
         for case in cases:
             print(f"measuring {case} ...", file=sys.stderr, flush=True)
             results.append(measure(case, work, args.repeat, args.skip))
-    text = table(results)
+        if args.training:
+            import training
+
+            trained = training.measure_all(training.QUICK if args.quick else training.CASES, work, args.repeat, args.skip)
+    load.append(os.getloadavg()[0])
+    text = tables(results)
     print(text)
     print(details(results))
+    if args.training:
+        print(f"\n{training.table(trained)}\n{training.details(trained)}")
     if args.results:
         command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        old = Path(args.results).read_text() if Path(args.results).exists() else ""
+        kept = old.find("\n## ")  # the file's own sections (history, the training workbooks) stay below the new tables
         Path(args.results).write_text(
-            f"# Benchmark results\n\nCommand: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}\n\n{text}\n\n"
-            f"{details(results)}\n\n{NOTES}\n")
+            f"# Benchmark results\n\nCommand: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}\n\n"
+            f"The machine was shared: other people's work ran on its cores meanwhile (load average {load[0]:.1f} at the start, "
+            f"{load[1]:.1f} at the end), so single times are noisy; the ratios compare runs made side by side.\n\n{text}\n\n"
+            f"{details(results)}\n\n{NOTES}\n" + ("" if kept < 0 else old[kept:]))
+        if args.training:
+            training.write_section(args.results, training.section(trained, command.strip(), load))
         print(f"wrote {args.results}", file=sys.stderr)
     return 0
 
