@@ -374,7 +374,7 @@ def test_missing_output_folders_are_made_and_removed_again_when_the_write_fails(
     def full(*args, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(xlsxwriter.worksheet.Worksheet, "write_formula", full)  # inside the write, after the folders are made
+    monkeypatch.setattr(xlsxwriter.worksheet.Worksheet, "_write_formula", full)  # inside the write, after the folders are made
     code, _, err = main("example", "-o", tmp_path / "e" / "f" / "x.xlsx")
     assert code == 2 and "No space left" in err, err
     assert not (tmp_path / "e").exists()

@@ -329,7 +329,7 @@ def plan_sample(sheet, model, traces, n, raw, factor, scale_text, weights, windo
     x = plan_layers(sp, traces, n, x, weights, window)
     if len(x.shape) == 1:
         plan_prediction(sp, x, traces[-1].out[n], name)
-    for panel in sp.panels:  # in a prediction only the zero padding holds given numbers among formulas (tests/test_verify.py)
+    for panel in sp.panels:  # in a prediction only zero padding holds given numbers among formulas (tests/test_verify_compare.py)
         if panel.formula is not None and panel.constants is None:
             panel.constants = False
     sheet.panels, sheet.bands = sp.panels, sp.bands
@@ -360,7 +360,7 @@ def plan_layers(sp, traces, n, x, weights, window=(0, 0)):
         z = sp.add(Panel(label + (" pre-activation" if t.pre is not None else ""), caption(layer) + input_note(sp, x, zp), zp,
                          t.out[n] if t.pre is None else t.pre[n],
                          lambda idx, layer=layer, x=x, w=w: layer.formula(idx, x, w, name), headers=headers,
-                         step="output" if t.pre is None else "pre", layer=layer))
+                         step="output" if t.pre is None else "pre", layer=layer, constants=layer.given_cells(t.input_shape)))
         if isinstance(layer, Conv2D) and not sheet.outlines:
             outline_window(sheet, layer, conv_input, z, window)
         if t.pre is None or act == "linear":

@@ -98,6 +98,11 @@ class Layer:
         """{weight name: shape} in Keras's get_weights() order."""
         return {}
 
+    def given_cells(self, input_shape):
+        """Which output cells `formula` leaves as given numbers (it returns None there), as a boolean array of the
+        output's shape, or False for none; verify compares the others without making their formulas' text."""
+        return False
+
     def weight_layouts(self):
         """{weight name: Placement layout} used on the Weights sheet."""
         return {}

@@ -81,6 +81,11 @@ class ZeroPadding2D(Layer):
     def call(self, x):
         return None, ops.zero_pad2d(x, self.padding)
 
+    def given_cells(self, input_shape):
+        """The padding: zeros written as numbers."""
+        (top, bottom), (left, right) = self.padding
+        return np.pad(np.zeros(input_shape, dtype=bool), ((top, bottom), (left, right), (0, 0)), constant_values=True)
+
     def formula(self, idx, x, w, sheet):
         """The input cell, or None (a constant zero) in the padding."""
         i, j, c = idx
