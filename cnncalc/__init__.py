@@ -1,6 +1,6 @@
 """cnncalc: a CNN forward pass computed exactly as Keras does, written out as live spreadsheet formulas."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import os  # noqa: E402
 

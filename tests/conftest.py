@@ -88,14 +88,39 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: set CNNCALC_SLOW=1 to run it"))
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Print how many mutated or hostile files the fuzz tests tried (tests/fuzzing.py collects the counts)."""
+FUZZ_COUNTS = {}  # worker (or "main") -> the latest fuzz counts it reported
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Send the fuzz counts so far with each test's report, so that they reach the main process from xdist workers."""
     import sys
 
+    outcome = yield
     fuzzing = sys.modules.get("fuzzing")
-    if fuzzing is None or not fuzzing.COUNTS:
+    if call.when == "call" and fuzzing is not None and fuzzing.COUNTS:
+        outcome.get_result().user_properties.append(("fuzz_counts", {t: dict(c) for t, c in fuzzing.COUNTS.items()}))
+
+
+def pytest_runtest_logreport(report):
+    for key, value in getattr(report, "user_properties", ()):
+        if key == "fuzz_counts":
+            FUZZ_COUNTS[getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "main")] = value
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many mutated or hostile files the fuzz tests tried (tests/fuzzing.py counts them in each worker)."""
+    from collections import Counter, defaultdict
+
+    import fuzzing
+
+    if not FUZZ_COUNTS:
         return
+    counts = defaultdict(Counter)
+    for worker in FUZZ_COUNTS.values():
+        for target, c in worker.items():
+            counts[target].update(c)
     terminalreporter.section("fuzz cases")
     failed = [r for r in terminalreporter.stats.get("failed", []) if "fuzz" in r.nodeid]
-    for line in fuzzing.summary_lines(len(failed)):
+    for line in fuzzing.summary_lines(len(failed), counts):
         terminalreporter.write_line(line)

@@ -34,13 +34,15 @@ def record(target, tried, refused=0, wrapped=0):
     c["wrapped"] += wrapped
 
 
-def summary_lines(failed=0):
-    """The lines pytest_terminal_summary prints: one per target, then the total (`failed`: fuzz tests that failed)."""
+def summary_lines(failed=0, counts=None):
+    """The lines pytest_terminal_summary prints: one per target, then the total (`failed`: fuzz tests that failed;
+    `counts`: the workers' counts added up, else this process's)."""
+    counts = COUNTS if counts is None else counts
     lines = []
-    for target, c in sorted(COUNTS.items()):
+    for target, c in sorted(counts.items()):
         lines.append(f"{target:<34} {c['tried']:>6} tried, {c['refused']:>6} refused with CnncalcError"
                      + (f" ({c['wrapped']} by a catch-all)" if c["wrapped"] else ""))
-    total = sum(c["tried"] for c in COUNTS.values())
+    total = sum(c["tried"] for c in counts.values())
     verdict = (f"{failed} fuzz test(s) FAILED: see above" if failed
                else "0 uncaught exceptions, 0 hangs, 0 partial files")
     lines.append(f"{'total':<34} {total:>6} mutated files tried: {verdict}")

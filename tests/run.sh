@@ -19,8 +19,10 @@ export KERAS_BACKEND=jax
 # In this run nothing may be skipped for want of Keras or LibreOffice: a missing install step fails.
 export CNNCALC_REQUIRE_ALL=1
 
+# Two workers (CI has two cores; CNNCALC_WORKERS=0 runs in one process), a test file to a worker, so a file's
+# fixtures are made once and the fuzz counts are printed by the worker that ran them.
 set +e
-python3 -m pytest "$@"
+python3 -m pytest -n "${CNNCALC_WORKERS:-2}" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

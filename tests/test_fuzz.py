@@ -234,7 +234,7 @@ def test_fuzz_model_files(model_seeds, tmp_path, monkeypatch):
     x = folder / "x.npy"
     monkeypatch.setattr(guards, "MAX_READ_SECONDS", 5)  # below the case limit: libhdf5 can loop forever on a damaged file
 
-    @fuzz(900)
+    @fuzz(600)
     @given(st.sampled_from(sorted(model_seeds)), st.sampled_from(["bytes", "zip", "json", "h5", "h5"]),
            st.lists(byte_mutation, min_size=1, max_size=4), st.lists(zip_mutation, min_size=1, max_size=2),
            st.lists(json_mutation, min_size=1, max_size=3), st.lists(h5_mutation, min_size=1, max_size=2), st.integers(0, 5))
@@ -556,7 +556,7 @@ def test_fuzz_workbooks_verify_reading(book_seeds, tmp_path, monkeypatch):
     monkeypatch.setattr(recalc, "recalculate", fake_recalculate)
     path = tmp_path / "book.xlsx"
 
-    @fuzz(600)
+    @fuzz(400)
     @given(st.sampled_from(sorted(book_seeds)), book_families, st.lists(byte_mutation, min_size=1, max_size=4),
            st.lists(zip_mutation, min_size=1, max_size=2), st.lists(xml_mutation, min_size=1, max_size=3))
     @example("conv_basic", "xml", [], [], [("bomb", 3, 0, [])])
