@@ -157,14 +157,9 @@ def conv2d_backward_naive(x, kernel, d_out, strides=(1, 1), padding="valid", dil
     return zero_pad2d_backward(d_xp, pads), d_kernel, d_out.sum(axis=(0, 1, 2))
 
 
-def pool2d(x, pool_size, strides, padding, mode):
-    """Keras MaxPooling2D / AveragePooling2D on (N, H, W, C), and the chapter's sum pooling (mode "sum").
-
-    `same` pads bottom/right; max ignores the padding, average divides by the count of real cells.
-    """
-    (ph, pw), (sh, sw) = pool_size, strides
-    ho = conv_output_length(x.shape[1], ph, sh, padding)
-    wo = conv_output_length(x.shape[2], pw, sw, padding)
+def _pool_padded(x, pool_size, strides, padding, mode):
+    """(x padded for pooling, a grid of 1 on the real cells and 0 on the padding): max pads with -inf, so the padding
+    never wins; avg and sum with 0, and avg divides by the real cells only."""
     pads = padding_amounts(x.shape[1:3], pool_size, strides, padding)
     if mode == "max":
         fill = -np.inf
@@ -174,6 +169,18 @@ def pool2d(x, pool_size, strides, padding, mode):
         raise CnncalcError(f"Invalid pooling mode. Expected 'max', 'avg' or 'sum'. Received mode={mode!r}")
     xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
     ones = np.pad(np.ones(x.shape[1:3], dtype=x.dtype), pads)
+    return xp, ones
+
+
+def pool2d(x, pool_size, strides, padding, mode):
+    """Keras MaxPooling2D / AveragePooling2D on (N, H, W, C), and the chapter's sum pooling (mode "sum").
+
+    `same` pads bottom/right; max ignores the padding, average divides by the count of real cells.
+    """
+    (ph, pw), (sh, sw) = pool_size, strides
+    ho = conv_output_length(x.shape[1], ph, sh, padding)
+    wo = conv_output_length(x.shape[2], pw, sw, padding)
+    xp, ones = _pool_padded(x, pool_size, strides, padding, mode)
     out = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
     for i in range(ho):
         for j in range(wo):
@@ -195,14 +202,7 @@ def pool2d_backward(x, d_out, pool_size, strides, padding, mode):
     """
     (ph, pw), (sh, sw) = pool_size, strides
     pads = padding_amounts(x.shape[1:3], pool_size, strides, padding)
-    if mode == "max":
-        fill = -np.inf
-    elif mode in ("avg", "sum"):
-        fill = 0.0
-    else:
-        raise CnncalcError(f"Invalid pooling mode. Expected 'max', 'avg' or 'sum'. Received mode={mode!r}")
-    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
-    ones = np.pad(np.ones(x.shape[1:3], dtype=x.dtype), pads)
+    xp, ones = _pool_padded(x, pool_size, strides, padding, mode)
     d_xp = np.zeros_like(xp)
     n, _, _, c = x.shape
     for i in range(d_out.shape[1]):
