@@ -127,8 +127,7 @@ def keras_twin(keras, model):
 
 def keras_loss(keras, loss):
     """The Keras loss object of an engine Loss (its class, with its arguments)."""
-    cls = next(c for c, f in losses.CLASS_NAMES.items() if f == loss.name)
-    return getattr(keras.losses, cls)(**{k: v for k, v in loss.get_config().items() if k != "name"})
+    return getattr(keras.losses, loss.class_name)(**{k: v for k, v in loss.get_config().items() if k != "name"})
 
 
 # ---------------------------------------------------------------- a table of small cases: every layer, loss and optimizer

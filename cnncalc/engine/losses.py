@@ -277,6 +277,11 @@ class Loss:
         y = y.astype(np.int64)
         return y if self.name == "sparse_categorical_crossentropy" else one_hot(y, classes)
 
+    @property
+    def class_name(self):
+        """Keras's class of this loss, as a compile_config names it (CategoricalCrossentropy for categorical_crossentropy)."""
+        return next(c for c, f in CLASS_NAMES.items() if f == self.name)
+
     def get_config(self):
         config = {"name": self.name, "reduction": self.reduction}
         config.update(self.kwargs)

@@ -59,7 +59,7 @@ def read_workbook_model(path, run=None):
 
 def training_model(path, meta, settings, run):
     """The model after the last step of run `run` (from 1; may be None with one run) and its compile_config."""
-    from cnncalc.recalc.verify import check_arch, sheet_names
+    from cnncalc.recalc.verify import read_back_job, sheet_names
     from cnncalc.sheets import training
 
     runs = settings["runs"]
@@ -69,26 +69,20 @@ def training_model(path, meta, settings, run):
     run = 1 if run is None else run
     if not 1 <= run <= runs:
         raise CnncalcError(f"--run chooses one of the {runs} run(s) of {quoted(path)}. Expected 1 to {runs}. Received --run {run}")
-    arch, scale, n, maps_across = meta
     given = [META_SHEET, WEIGHTS_SHEET, training.DATA_SHEET, training.TRAINING_SHEET]
     masked = isinstance(settings.get("dropout"), dict)  # dropout masks are given cells on the step sheets
     sheets = sheet_names(path) if masked else given
     values = given_values(path, sheets, given[1:])
-    model, _ = check_arch(path, arch, n)
-    job = training.read_back_training(path, values, model, scale if scale != "1" else None, n, maps_across, settings)
-    fit = job.fits()[run - 1]
+    fit = read_back_job(path, values, *meta, settings).fits()[run - 1]
     return fit.model, compile_config(fit)
 
 
 def compile_config(fit):
     """Keras 3's compile_config for the loss and optimizer a run trains with (its own learning rate and settings)."""
-    from cnncalc.engine import losses
-
     loss = fit.loss
-    loss_class = next(c for c, f in losses.CLASS_NAMES.items() if f == loss.name)
     return {"optimizer": {"module": "keras.optimizers", "class_name": fit.optimizer.name,
                           "config": fit.optimizer.get_config(), "registered_name": None},
-            "loss": {"module": "keras.losses", "class_name": loss_class, "config": loss.get_config(), "registered_name": None},
+            "loss": {"module": "keras.losses", "class_name": loss.class_name, "config": loss.get_config(), "registered_name": None},
             "loss_weights": None, "metrics": None, "weighted_metrics": None, "run_eagerly": False,
             "steps_per_execution": 1, "jit_compile": False}
 

@@ -211,11 +211,17 @@ def rebuild_plan(path, values, arch, scale, n, maps_across):
 
     settings = training.read_settings(values.get(META_SHEET, {}), path)
     if settings is not None:
-        model, _ = check_arch(path, arch, n)
-        job = training.read_back_training(path, values, model, scale if scale != "1" else None, n, maps_across, settings)
-        return training.plan_training(job, maps_across)
+        return training.plan_training(read_back_job(path, values, arch, scale, n, maps_across, settings), maps_across)
     model, raw = read_back(path, values, arch, scale, n, maps_across)
     return plan_workbook(model, raw, scale, steps=False, maps_across=maps_across)  # the Steps sheet holds text, not formulas
+
+
+def read_back_job(path, values, arch, scale, n, maps_across, settings):
+    """A training workbook's run (model, data, labels, hyperparameters) as its given cells hold them now."""
+    from cnncalc.sheets import training
+
+    model, _ = check_arch(path, arch, n)
+    return training.read_back_training(path, values, model, scale if scale != "1" else None, n, maps_across, settings)
 
 
 def formula_values(sheet):

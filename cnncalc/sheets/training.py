@@ -217,9 +217,8 @@ def training_settings(job, fits):
     opt = fits[0].optimizer
     config = opt.get_config()  # as written; the Training sheet's cells override the hyperparameters
     loss = fits[0].loss
-    class_name = next(c for c, f in losses.CLASS_NAMES.items() if f == loss.name)
     loss_config = {k: v for k, v in loss.get_config().items() if k != "name"}
-    return {"version": TRAINING_VERSION, "loss": {"class_name": class_name, "config": loss_config},
+    return {"version": TRAINING_VERSION, "loss": {"class_name": loss.class_name, "config": loss_config},
             "optimizer": {"class_name": opt.name, "config": config},
             "epochs": job.epochs, "batch_size": job.batch_size, "runs": len(fits), "labels": label_kind(fits[0].loss),
             "dropout": dropout_setting(job, fits),
