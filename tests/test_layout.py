@@ -6,7 +6,7 @@ build workbooks that LibreOffice recalculates to the engine's values; every work
 
 tests/data/format1/ holds files made by the earlier release (commit 23d74bc, `cnncalc new` on a 5x5x1 input,
 Conv2D(12, 3, relu), MaxPooling2D(2), Flatten, Dense(3, softmax), `--scale 1/8`): a worked example, and a practice
-workbook filled in with every right answer to 7 decimals.
+workbook filled in with every right answer to 7 decimals; and the chapter's worked example as that release committed it.
 """
 
 import os
@@ -245,6 +245,22 @@ def test_format_1_workbooks_of_the_earlier_release_still_verify_and_grade(soffic
     assert report.ok and report.checked > 200, report.failures[:3]
     grade = check(FORMAT1 / "format1_wide12_practice_filled.xlsx")
     assert grade.total == 278 and grade.ok, [(m.address, m.status) for m in grade.marks if m.status != "correct"][:5]
+
+
+@pytest.mark.libreoffice
+def test_the_earlier_releases_worked_example_still_verifies_and_exports_the_chapters_model(soffice, tmp_path):
+    """tests/data/format1/cnn_simple_example_release1.xlsx is workbooks/cnn_simple_example.xlsx as the earlier release
+    committed it (23d74bc): it verifies, and its export predicts the book's 0.8906642 for sample 1."""
+    from cnncalc.kerasfiles.loader import load_model
+    from cnncalc.recalc.verify import read_meta, verify
+
+    book = FORMAT1 / "cnn_simple_example_release1.xlsx"
+    assert read_meta(book)[3] is None  # format 1
+    report = verify(book, quiet=True)
+    assert report.ok and report.checked > 100, report.failures[:3]
+    assert main(["export", str(book), "-o", str(tmp_path / "chapter.keras")]) == 0
+    sample1 = np.array([[1, 2, 3, 4], [2, 3, 4, 5], [5, 6, 7, 8], [1, 3, 4, 5]], dtype=float)[None, :, :, None] / 8
+    assert round(float(load_model(tmp_path / "chapter.keras").predict(sample1)[0, 0]), 7) == 0.8906642
 
 
 @pytest.mark.libreoffice
