@@ -356,6 +356,7 @@ def test_fuzz_new_specs(tmp_path):
     @fuzz(400)
     @given(st.sampled_from([TOY_SPEC, WIDE_SPEC]), st.lists(json_mutation, min_size=1, max_size=4))
     @example(TOY_SPEC, [("replace", 14, 11)])  # Dense(units=10**9): refused from the spec alone
+    @example(WIDE_SPEC, [("delete", 20, 0), ("replace", 401, 13)])  # Dropout(rate=2**64): an int np.isfinite cannot take
     def one_case(spec, json_muts):
         mutated = mutate_json(spec, json_muts)
         target = out / "model.keras"

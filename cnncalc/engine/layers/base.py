@@ -8,6 +8,8 @@ Shapes here never carry the batch axis: an image is (H, W, C), a vector (D,).
 (name -> Placement) sit, written from `sheet`; None means a constant (ZeroPadding2D's zeros).
 """
 
+import math
+
 import numpy as np
 
 from cnncalc.engine import ops
@@ -42,7 +44,11 @@ def _padding(value):
 
 def _float(value, arg, minimum=None):
     """A finite number (bools refused), at least `minimum` when given."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (2**1024): not a number a layer can take
+        ok = False
     if not ok or (minimum is not None and value < minimum):
         expected = "a number" if minimum is None else f"a number >= {minimum}"
         raise CnncalcError(f"Invalid value for argument `{arg}`. Expected {expected}. Received {arg}={value!r}")
